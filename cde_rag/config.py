@@ -55,6 +55,7 @@ class ModernBertConfig(BaseModel):
     local_attention: int = Field(default=128, gt=0)
     global_rope_theta: float = 160000.0
     local_rope_theta: float = 10000.0
+    max_position_embeddings: int = Field(default=8192, gt=0)
     pad_token_id: int | None = None
 
     @property
@@ -76,6 +77,7 @@ class NomicBertConfig(BaseModel):
     n_layer: int = Field(gt=0)
     n_inner: int | None = None
     type_vocab_size: int = Field(default=2, gt=0)
+    n_positions: int = Field(default=2048, gt=0)
     activation_function: Literal["swiglu"] = "swiglu"
     rotary_emb_fraction: Literal[1.0] = 1.0
     rotary_emb_base: float = 1000.0

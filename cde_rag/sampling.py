@@ -1,0 +1,208 @@
+"""Seeded choice of the minicorpus: which corpus texts become a CDE model's dataset embeddings.
+
+A CDE model conditions every embedding on ``size`` documents (512 for the published models)
+drawn from the user's corpus. This module only chooses those texts; it embeds nothing.
+
+Strategies:
+
+* ``"uniform"`` (the default, upstream's rule): a seeded sample without replacement. It is an
+  unbiased picture of the corpus, so a topic with 90% of the documents gets about 90% of the rows.
+* ``"diverse"``: k-means++ seeding (D² sampling) over cheap hashed word features, so rare topics
+  of a skewed corpus are still represented. See :func:`sample_minicorpus` for the trade-off.
+
+When the corpus is smaller than ``size`` every strategy oversamples with replacement, as upstream
+does. The result is always in corpus order and depends only on the inputs and ``seed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import re
+import reprlib
+import zlib
+from collections.abc import Iterable
+from itertools import pairwise
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from cde_rag.errors import InvalidInputError
+
+logger = logging.getLogger(__name__)
+
+SamplingStrategy = Literal["uniform", "diverse"]
+SAMPLING_STRATEGIES: tuple[str, ...] = ("uniform", "diverse")
+
+_N_FEATURES = 2**12  # hashed feature space of the "diverse" strategy (a power of two)
+_CANDIDATES_PER_ROW = 20  # "diverse" looks at most max(20 * size, _MIN_CANDIDATES) documents
+_MIN_CANDIDATES = 10_000
+_GREEDY = True
+_WORD = re.compile(r"\w+")
+
+
+def sample_minicorpus(
+    corpus: Iterable[str],
+    size: int,
+    *,
+    seed: int = 0,
+    strategy: SamplingStrategy = "uniform",
+) -> list[str]:
+    """Choose the ``size`` documents a CDE model embeds as its minicorpus.
+
+    * ``len(corpus) == size``: the corpus is returned unchanged, whatever the strategy.
+    * ``len(corpus) > size``, ``"uniform"``: ``size`` documents without replacement, drawn with
+      ``random.Random(seed)``.
+    * ``len(corpus) > size``, ``"diverse"``: each document becomes an L2-normalised, hashed
+      term-frequency vector of its lower-cased word unigrams and bigrams (2**12 buckets, a
+      ``zlib.crc32`` hash, so it is stable across processes), and ``size`` of them are picked by
+      k-means++ seeding (D² sampling with ``numpy.random.default_rng(seed)``). To bound the cost,
+      a seeded uniform pre-sample of ``max(20 * size, 10_000)`` candidates is taken first; the
+      work is then O(candidates x size x words per document). Trade-off: rare topics of a
+      skewed corpus are covered much better, but the sample is no longer unbiased, so a
+      dominant topic gets fewer rows than its share, and the features cost a hashing pass.
+    * ``len(corpus) < size``: oversampled with replacement (upstream's rule): every document
+      appears ``size // n`` times and ``size % n`` of them, drawn without replacement with
+      ``random.Random(seed)``, once more. Copies of one document are adjacent.
+
+    The result is in corpus order, and the same inputs and ``seed`` give the same result.
+
+    Args:
+        corpus: The documents, a list or any iterable (read once).
+        size: How many documents to return (the model's minicorpus size).
+        seed: Seed of the random choices.
+        strategy: ``"uniform"`` or ``"diverse"``.
+
+    Returns:
+        ``size`` documents of ``corpus``, in corpus order.
+
+    Raises:
+        InvalidInputError: If ``corpus`` is a single string, is empty or holds an item that is not
+            a non-blank string, if ``size < 1``, or if ``strategy`` is unknown.
+
+    Example:
+        >>> sample_minicorpus(["a", "b", "c", "d"], 2, seed=1)
+        ['b', 'c']
+    """
+    if strategy not in SAMPLING_STRATEGIES:
+        msg = f"Unknown sampling strategy {strategy!r}; expected one of {SAMPLING_STRATEGIES}."
+        raise InvalidInputError(msg)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        msg = f"Minicorpus size must be a positive integer, got {size!r}; pass size >= 1."
+        raise InvalidInputError(msg)
+    docs = _validated(corpus)
+    n = len(docs)
+    if n == size:
+        return docs
+    if n < size:
+        logger.info("Corpus oversampled with replacement: %d documents -> %d", n, size)
+        repeats, extra = divmod(size, n)
+        once_more = set(random.Random(seed).sample(range(n), extra))
+        return [doc for i, doc in enumerate(docs) for _ in range(repeats + (i in once_more))]
+    if strategy == "uniform":
+        chosen = random.Random(seed).sample(range(n), size)
+    else:
+        chosen = _diverse_indices(docs, size, seed)
+    return [docs[i] for i in sorted(chosen)]
+
+
+def _validated(corpus: Iterable[str]) -> list[str]:
+    """Materialise ``corpus`` once and check that every item is a non-blank string."""
+    if isinstance(corpus, str):
+        msg = (
+            f"corpus is a single string ({reprlib.repr(corpus)}); "
+            "pass a list of documents, not a single string."
+        )
+        raise InvalidInputError(msg)
+    items: list[object] = list(corpus)
+    if not items:
+        msg = "corpus is empty; pass at least one document to sample a minicorpus from."
+        raise InvalidInputError(msg)
+    docs: list[str] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            msg = (
+                f"Document {i} is {reprlib.repr(item)} of type {type(item).__name__}; expected a "
+                "non-empty string. Remove or fill such documents before building a context."
+            )
+            raise InvalidInputError(msg)
+        if not item.strip():
+            msg = (
+                f"Document {i} is {item!r}, an empty or whitespace-only string; remove or fill "
+                "empty documents before building a context."
+            )
+            raise InvalidInputError(msg)
+        docs.append(item)
+    return docs
+
+
+def _diverse_indices(docs: list[str], size: int, seed: int) -> list[int]:
+    """Corpus indices of ``size`` documents chosen by D² sampling over hashed features."""
+    rng = np.random.default_rng(seed)
+    n = len(docs)
+    n_candidates = min(n, max(_CANDIDATES_PER_ROW * size, _MIN_CANDIDATES))
+    if n_candidates < n:
+        logger.debug("Diverse sampling: uniform pre-sample of %d of %d", n_candidates, n)
+        candidates = np.sort(rng.choice(n, size=n_candidates, replace=False))
+    else:
+        candidates = np.arange(n)
+    features = _hashed_features([docs[i] for i in candidates])
+    # greedy k-means++ (scikit-learn's default): of a few D²-sampled trials, keep the one that
+    # lowers the total squared distance most, so a dense topic rarely wins over an uncovered one
+    n_trials = 2 + int(math.log(size)) if _GREEDY else 1
+    nearest = np.full(n_candidates, np.inf)  # squared distance to the nearest chosen document
+    taken = np.zeros(n_candidates, dtype=bool)
+    chosen: list[int] = []
+    trials = [int(rng.integers(n_candidates))]
+    while True:
+        merged = [np.minimum(nearest, _squared_distances(t, *features)) for t in trials]
+        best = int(np.argmin([m.sum() for m in merged]))
+        chosen.append(trials[best])
+        nearest = merged[best]
+        nearest[chosen[-1]] = 0.0
+        taken[chosen[-1]] = True
+        if len(chosen) == size:
+            return [int(candidates[i]) for i in chosen]
+        cumulative = np.cumsum(nearest)
+        if cumulative[-1] > 0.0:
+            draws = rng.random(n_trials) * cumulative[-1]
+            trials = [int(i) for i in np.searchsorted(cumulative, draws, side="right")]
+        else:  # only exact duplicates of chosen documents are left: fall back to uniform
+            trials = [int(rng.choice(np.flatnonzero(~taken)))]
+
+
+def _squared_distances(
+    row: int,
+    indptr: npt.NDArray[np.int64],
+    columns: npt.NDArray[np.int64],
+    values: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """Squared distance of every row to ``row``; on unit vectors ``|a - b|² = 2 - 2 a·b``."""
+    center = np.zeros(_N_FEATURES)
+    center[columns[indptr[row] : indptr[row + 1]]] = values[indptr[row] : indptr[row + 1]]
+    # every row has at least one feature, so reduceat sums exactly one row per segment
+    similarity = np.add.reduceat(values * center[columns], indptr[:-1])
+    return np.maximum(2.0 - 2.0 * similarity, 0.0)
+
+
+def _hashed_features(
+    texts: list[str],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """CSR rows (indptr, columns, values) of L2-normalised hashed unigram+bigram counts."""
+    indptr = [0]
+    columns: list[npt.NDArray[np.int64]] = []
+    values: list[npt.NDArray[np.float64]] = []
+    for text in texts:
+        words = _WORD.findall(text.lower()) or [text.strip()]
+        terms = words + [f"{a} {b}" for a, b in pairwise(words)]
+        buckets = np.fromiter(
+            (zlib.crc32(term.encode("utf-8")) for term in terms), np.int64, len(terms)
+        )
+        unique, counts = np.unique(buckets & (_N_FEATURES - 1), return_counts=True)
+        weights = counts.astype(np.float64)
+        columns.append(unique)
+        values.append(weights / np.sqrt(weights @ weights))
+        indptr.append(indptr[-1] + len(unique))
+    return np.asarray(indptr, np.int64), np.concatenate(columns), np.concatenate(values)
