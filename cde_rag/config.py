@@ -79,7 +79,7 @@ class NomicBertConfig(BaseModel):
     type_vocab_size: int = Field(default=2, gt=0)
     n_positions: int = Field(default=2048, gt=0)
     activation_function: Literal["swiglu"] = "swiglu"
-    rotary_emb_fraction: Literal[1.0] = 1.0
+    rotary_emb_fraction: float = Field(default=1.0, ge=1.0, le=1.0)
     rotary_emb_base: float = 1000.0
     rotary_emb_interleaved: Literal[False] = False
     layer_norm_epsilon: float = 1e-12

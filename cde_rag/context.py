@@ -97,7 +97,7 @@ def compute_fingerprint(embeddings: torch.Tensor, weights_hash: str) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")  # noqa: UP017 (py3.10)
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 class CorpusContext:
@@ -227,15 +227,12 @@ class CorpusContext:
         Raises:
             ContextCorruptError: Not a cde-rag context, truncated, or fingerprint mismatch.
         """
-        if not isinstance(data, bytes | bytearray | memoryview):
-            msg = f"context bytes must be bytes; got {type(data).__name__}."
-            raise ContextCorruptError(msg)
-        data = bytes(data)
         try:
+            data = bytes(data)
             (header_len,) = struct.unpack("<Q", data[:8])
             header = json.loads(data[8 : 8 + header_len])
             tensors = st_load(data)
-        except (struct.error, ValueError, SafetensorError, UnicodeDecodeError) as exc:
+        except (struct.error, TypeError, ValueError, SafetensorError, UnicodeDecodeError) as exc:
             msg = f"context bytes are not a valid safetensors payload ({exc})."
             raise ContextCorruptError(msg) from exc
         return cls._from_parts(tensors, header.get("__metadata__") or {}, "context bytes")

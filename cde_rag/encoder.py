@@ -12,7 +12,7 @@ from typing import Literal, overload
 import numpy as np
 import numpy.typing as npt
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from cde_rag._batching import length_sorted_batches, pad_batch
@@ -173,7 +173,9 @@ class CDEEncoder:
             TokenizerNotFoundError: No tokenizer found; says how to pass one.
 
         Example:
-            >>> encoder = CDEEncoder.from_pretrained("./cde-small-v2", device="cpu")  # doctest: +SKIP
+            >>> encoder = CDEEncoder.from_pretrained(  # doctest: +SKIP
+            ...     "./cde-small-v2", device="cpu"
+            ... )
         """
         start = time.perf_counter()
         resolved = resolve_checkpoint(name_or_path, revision=revision, cache_dir=cache_dir)
@@ -227,12 +229,12 @@ class CDEEncoder:
     @property
     def device(self) -> torch.device:
         """Device of the model."""
-        return self.model.second_stage_model.output_projection[0].weight.device
+        return next(self.model.parameters()).device
 
     @property
     def dtype(self) -> torch.dtype:
         """Compute dtype of the model."""
-        return self.model.second_stage_model.output_projection[0].weight.dtype
+        return next(self.model.parameters()).dtype
 
     @property
     def max_length(self) -> int:
@@ -447,7 +449,8 @@ class CDEEncoder:
             ContextMismatchError: The context was made by another model.
 
         Example:
-            >>> vectors = encoder.embed_documents(["CDE embeds in context."], context)  # doctest: +SKIP
+            >>> texts = ["CDE embeds in context."]
+            >>> vectors = encoder.embed_documents(texts, context)  # doctest: +SKIP
         """
         return self._embed(
             texts,
@@ -543,7 +546,7 @@ class CDEEncoder:
     def _embed(
         self,
         texts: Sequence[str],
-        context: CorpusContext,
+        context: object,
         prefix: str,
         *,
         batch_size: int,

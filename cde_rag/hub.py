@@ -89,7 +89,7 @@ def download_files(
             repo_id,
             revision=revision,
             allow_patterns=list(patterns),
-            cache_dir=cache_dir,
+            cache_dir=None if cache_dir is None else Path(cache_dir),
         )
     except RevisionNotFoundError as exc:
         msg = f"revision {revision!r} of {repo_id!r} does not exist on the Hugging Face Hub."

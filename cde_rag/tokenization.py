@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tokenizers import Tokenizer
-from tokenizers.implementations import BertWordPieceTokenizer
+from tokenizers.implementations import BertWordPieceTokenizer  # type: ignore[attr-defined]
 
 from cde_rag.errors import CDERagError, InvalidInputError, TokenizerNotFoundError
 from cde_rag.hub import TOKENIZER_FILES, download_files
@@ -76,8 +76,11 @@ class TextTokenizer:
         self._tokenizer.no_truncation()
         self.source = source
         pad = next(
-            (tokenizer.token_to_id(t) for t in ("[PAD]", "<pad>", "<|padding|>")
-             if tokenizer.token_to_id(t) is not None),
+            (
+                tokenizer.token_to_id(t)
+                for t in ("[PAD]", "<pad>", "<|padding|>")
+                if tokenizer.token_to_id(t) is not None
+            ),
             None,
         )
         if pad is None:
@@ -126,7 +129,8 @@ def validate_texts(texts: object, what: str = "texts") -> list[str]:
             or whitespace-only items (which have no meaningful embedding).
     """
     if isinstance(texts, str | bytes):
-        msg = f"{what} must be a list of strings, not a single {type(texts).__name__}; wrap it: [text]."
+        kind = type(texts).__name__
+        msg = f"{what} must be a list of strings, not a single {kind}; wrap it: [text]."
         raise InvalidInputError(msg)
     if not isinstance(texts, Sequence):
         msg = f"{what} must be a sequence of strings (list or tuple); got {type(texts).__name__}."

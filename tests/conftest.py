@@ -9,7 +9,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import copy
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,15 +56,15 @@ def v1_encoder_session() -> CDEEncoder:
 
 
 @pytest.fixture
-def v2_encoder(v2_encoder_session: CDEEncoder) -> Iterator[CDEEncoder]:
+def v2_encoder(v2_encoder_session: CDEEncoder) -> CDEEncoder:
     """A private copy of the v2-tiny encoder that a test may mutate."""
-    yield copy.deepcopy(v2_encoder_session)
+    return copy.deepcopy(v2_encoder_session)
 
 
 @pytest.fixture
-def v1_encoder(v1_encoder_session: CDEEncoder) -> Iterator[CDEEncoder]:
+def v1_encoder(v1_encoder_session: CDEEncoder) -> CDEEncoder:
     """A private copy of the v1-tiny encoder that a test may mutate."""
-    yield copy.deepcopy(v1_encoder_session)
+    return copy.deepcopy(v1_encoder_session)
 
 
 @pytest.fixture(scope="session")

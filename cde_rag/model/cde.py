@@ -36,8 +36,9 @@ class FirstStage(nn.Module):
 
         Pooling averages every non-pad token, CLS, prefix and SEP included.
         """
-        hidden = self.embedder(input_ids, attention_mask)
-        return self.mlp(mean_pool(hidden, attention_mask))
+        hidden: torch.Tensor = self.embedder(input_ids, attention_mask)
+        out: torch.Tensor = self.mlp(mean_pool(hidden, attention_mask))
+        return out
 
 
 class SecondStage(nn.Module):
@@ -60,9 +61,10 @@ class SecondStage(nn.Module):
 
     def soft_prompt(self) -> torch.Tensor:
         """The (P, d) soft prompt: prompt_projection(ones) reshaped row-major (spec §7.1.6)."""
-        weight = self.prompt_projection[0].weight
+        weight = next(self.prompt_projection.parameters())  # first Linear's (d, d) weight
         ones = torch.ones(weight.shape[1], dtype=weight.dtype, device=weight.device)
-        return self.prompt_projection(ones).reshape(self.config.n_soft_prompt, -1)
+        prompt: torch.Tensor = self.prompt_projection(ones)
+        return prompt.reshape(self.config.n_soft_prompt, -1)
 
     def prepare_context(self, dataset_embeddings: torch.Tensor) -> torch.Tensor:
         """Validate the context and return the (N, d) rows actually used (spec §7.1).
@@ -91,7 +93,7 @@ class SecondStage(nn.Module):
                 "documents (CDEEncoder.build_context does this for you)."
             )
             raise ContextMismatchError(msg)
-        weight = self.prompt_projection[0].weight
+        weight = next(self.prompt_projection.parameters())
         # spec §8: the soft prompt runs in the context's dtype; use the model's throughout.
         return rows[: cfg.corpus_size].to(device=weight.device, dtype=weight.dtype)
 
@@ -154,7 +156,7 @@ class SecondStage(nn.Module):
 
     def project(self, pooled: torch.Tensor) -> torch.Tensor:
         """Output projection, with the v2 residual when configured (spec §7.6)."""
-        out = self.output_projection(pooled)
+        out: torch.Tensor = self.output_projection(pooled)
         return pooled + out if self.config.output_residual else out
 
 
@@ -186,5 +188,8 @@ class CDEModel(nn.Module):
         dataset_attention_mask: torch.Tensor,
     ) -> torch.Tensor:
         """Full model: stage 1 on the dataset ids, then stage 2 (spec §7.7)."""
-        context = self.first_stage_model(dataset_input_ids, dataset_attention_mask)
-        return self.second_stage_model(input_ids, attention_mask, self.prepare_context(context))
+        context: torch.Tensor = self.first_stage_model(dataset_input_ids, dataset_attention_mask)
+        out: torch.Tensor = self.second_stage_model(
+            input_ids, attention_mask, self.prepare_context(context)
+        )
+        return out

@@ -15,8 +15,10 @@ A test checks this module against ``transformers.ModernBertModel`` on the same w
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 from cde_rag.config import ModernBertConfig
@@ -61,7 +63,8 @@ class ModernBertAttention(nn.Module):
         """Scaled dot-product attention; returns (B, Sq, d) after ``Wo``."""
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         b, _, sq, _ = out.shape
-        return self.Wo(out.transpose(1, 2).reshape(b, sq, -1))
+        projected: torch.Tensor = self.Wo(out.transpose(1, 2).reshape(b, sq, -1))
+        return projected
 
 
 class ModernBertMLP(nn.Module):
@@ -76,7 +79,8 @@ class ModernBertMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the MLP."""
         a, g = self.Wi(x).chunk(2, dim=-1)
-        return self.Wo(F.gelu(a) * g)
+        out: torch.Tensor = self.Wo(F.gelu(a) * g)
+        return out
 
 
 class ModernBertLayer(nn.Module):
@@ -114,7 +118,8 @@ class ModernBertBackbone(nn.Module):
 
     def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
         """The embedding-layer call on ids: ``LN(T[ids])`` (first of the two norms, §7.3)."""
-        return self.embeddings.norm(self.embeddings.tok_embeddings(input_ids))
+        out: torch.Tensor = self.embeddings.norm(self.embeddings.tok_embeddings(input_ids))
+        return out
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Plain encoder pass (stage 1): ids -> last hidden state (B, L, d).
@@ -166,8 +171,9 @@ class ModernBertBackbone(nn.Module):
             shared = norm(prefix)  # same rows for every example: normalise once
             hidden = torch.cat([shared.expand(b, -1, -1), norm(text_embeds)], dim=1)
 
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
+        layers = cast("list[ModernBertLayer]", list(self.layers))
+        last = len(layers) - 1
+        for i, layer in enumerate(layers):
             mask = global_mask if layer.is_global else local_mask
             cos, sin = rope[layer.is_global]
             attn_in = layer.attn_norm(hidden)
@@ -187,4 +193,5 @@ class ModernBertBackbone(nn.Module):
                     mask = mask[:, :, n_prefix:]
             hidden = hidden + layer.attn.attend(q, k, v, mask)
             hidden = hidden + layer.mlp(layer.mlp_norm(hidden))
-        return self.final_norm(hidden)
+        out: torch.Tensor = self.final_norm(hidden)
+        return out

@@ -17,8 +17,10 @@ Upstream has three NomicBERT code paths that disagree numerically (spec §2, §7
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 from cde_rag.config import NomicBertConfig, NomicRotaryMode
@@ -61,7 +63,8 @@ class NomicBertMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the MLP."""
-        return self.fc2(self.fc11(x) * F.silu(self.fc12(x)))
+        out: torch.Tensor = self.fc2(self.fc11(x) * F.silu(self.fc12(x)))
+        return out
 
 
 class NomicBertLayer(nn.Module):
@@ -108,7 +111,8 @@ class NomicBertBackbone(nn.Module):
 
     def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
         """The embedding-layer call on ids: ``W[ids] + TT[0]`` (spec §7.4)."""
-        return self.embeddings.word_embeddings(input_ids) + self._type0()
+        words: torch.Tensor = self.embeddings.word_embeddings(input_ids)
+        return words + self._type0()
 
     def _rotary(
         self, seq: int, rotary_start: int, device: torch.device, dtype: torch.dtype
@@ -187,7 +191,7 @@ class NomicBertBackbone(nn.Module):
             hidden = text_hidden
         else:
             hidden = torch.cat([shared.expand(b, -1, -1), text_hidden], dim=1)
-        layers = self.encoder.layers
+        layers = cast("list[NomicBertLayer]", list(self.encoder.layers))
         for i, layer in enumerate(layers):
             attn = layer.attn
             if i == 0 and shared is not None:
