@@ -226,6 +226,15 @@ def parse_backbone_config(data: dict[str, Any], source: str) -> BackboneConfig:
     raise CheckpointFormatError(msg)
 
 
+def _switch(explicit: bool | None, configured: object, default: bool) -> bool:
+    """An explicit argument wins, then a boolean ``cde_rag_*`` key of config.json, then default."""
+    if explicit is not None:
+        return explicit
+    if isinstance(configured, bool):
+        return configured
+    return default
+
+
 def parse_config(
     data: dict[str, Any],
     *,
@@ -239,8 +248,9 @@ def parse_config(
     Args:
         data: Parsed ``config.json``.
         source: Where it came from, for error messages.
-        output_residual: Override the residual around the output projection (default: on
-            for v2, off for v1; spec §2 explains why published code may differ).
+        output_residual: Override the residual around the output projection (default: the
+            config's ``cde_rag_output_residual`` key, else on for v2 and off for v1; spec §2
+            explains why published code may differ).
         pool_ignore_instruction_tokens: Override instruction-token pooling (default: the
             config's value; v1 never drops them).
         nomic_rotary_mode: v1 rotary behaviour (default ``"hf_remote"``, or the config's
@@ -285,7 +295,7 @@ def parse_config(
         n_soft_prompt=N_SOFT_PROMPT_TOKENS,
         pool_ignore_contextual_tokens=raw.pool_ignore_contextual_tokens if is_v2 else True,
         pool_ignore_instruction_tokens=instruction,
-        output_residual=is_v2 if output_residual is None else output_residual,
+        output_residual=_switch(output_residual, data.get("cde_rag_output_residual"), is_v2),
         accepts_fewer_context_rows=is_v2,
         nomic_rotary_mode=mode,
         max_seq_length=raw.max_seq_length,

@@ -117,3 +117,21 @@ def test_null_embedding_parameter_exists_only_when_configured() -> None:
         dropout = CDEModel(parse_config({**data, "transductive_sequence_dropout_prob": 0.1}))
     key = "second_stage_model.sequence_dropout_null_embedding"
     assert key not in plain.state_dict() and key in dropout.state_dict()
+
+
+def test_switches_can_be_set_in_config_json() -> None:
+    from cde_rag.config import parse_config
+
+    data = json.loads((V2_TINY / "config.json").read_text())
+    assert parse_config(data).output_residual is True
+    assert parse_config({**data, "cde_rag_output_residual": False}).output_residual is False
+    assert parse_config(
+        {**data, "cde_rag_output_residual": False}, output_residual=True
+    ).output_residual
+    v1 = json.loads((V1_TINY / "config.json").read_text())
+    assert parse_config(v1).nomic_rotary_mode == "hf_remote"
+    assert (
+        parse_config({**v1, "cde_rag_nomic_rotary_mode": "repo_hf"}).nomic_rotary_mode == "repo_hf"
+    )
+    assert parse_config(v1).output_residual is False
+    assert parse_config(v1).pool_ignore_instruction_tokens is False
