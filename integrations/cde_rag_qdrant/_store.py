@@ -1,0 +1,362 @@
+"""Thin helpers over qdrant-client: connecting, resolving aliases, checking vector configs.
+
+Every Qdrant failure that a user can act on is translated here into a typed error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+from qdrant_client.local.qdrant_local import QdrantLocal
+
+from cde_rag import CorpusContext
+from cde_rag.errors import ContextMismatchError
+from cde_rag_qdrant.errors import (
+    CollectionConfigError,
+    CollectionExistsError,
+    CollectionNotFoundError,
+    QdrantUnavailableError,
+    StoreLockedError,
+)
+from cde_rag_qdrant.payload import FINGERPRINT_PAYLOAD_KEY, fingerprint_condition
+from cde_rag_qdrant.record import METADATA_KEY, ContextRecord
+from cde_rag_qdrant.results import CollectionSummary
+
+logger = logging.getLogger(__name__)
+
+GENERATION_SEPARATOR = "__cde_g"
+"""Physical collections are named ``{name}__cde_g{generation}``; ``name`` is an alias."""
+
+
+def physical_name(name: str, generation: int) -> str:
+    """Name of the physical collection behind alias ``name`` at ``generation``."""
+    return f"{name}{GENERATION_SEPARATOR}{generation}"
+
+
+def connect(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    url: str | None = None,
+    api_key: str | None = None,
+    location: str | None = None,
+    timeout: int | None = None,
+) -> QdrantClient:
+    """Open a Qdrant client: an embedded store (``path``), ``:memory:``, or a server ``url``.
+
+    Local mode allows one client per store folder. A second client (in this or another
+    process) gets :class:`StoreLockedError` instead of qdrant-client's bare RuntimeError.
+
+    Args:
+        path: Folder of an embedded (local-mode) store; created when missing.
+        url: Server URL such as ``http://localhost:6333``.
+        api_key: Server API key.
+        location: ``":memory:"`` for a throw-away in-process store.
+        timeout: Server request timeout in seconds.
+
+    Returns:
+        The client. Close it with ``client.close()`` to release an embedded store.
+
+    Raises:
+        StoreLockedError: The embedded store is open in another client or process.
+        ValueError: More than one of ``path``, ``url``, ``location`` given, or none.
+    """
+    given = [x is not None for x in (path, url, location)]
+    if sum(given) != 1:
+        msg = (
+            "pass exactly one of path= (embedded store), url= (server) or "
+            f"location=':memory:'; got path={path!r}, url={url!r}, location={location!r}."
+        )
+        raise ValueError(msg)
+    if path is not None:
+        folder = os.fspath(path)
+        try:
+            return QdrantClient(path=folder)
+        except (RuntimeError, BlockingIOError) as exc:
+            if "already accessed" not in str(exc) and not isinstance(exc, BlockingIOError):
+                raise
+            msg = (
+                f"the embedded Qdrant store at {folder!r} is in use by another client or "
+                "process (local mode allows one at a time). Wait for the other process (for "
+                "example a running `cde-rag ingest`) to finish and retry, close the other "
+                "QdrantClient, or run a Qdrant server (docker compose up -d) and pass "
+                "--qdrant-url http://localhost:6333 for concurrent access."
+            )
+            raise StoreLockedError(msg) from exc
+    if location is not None:
+        return QdrantClient(location=location)
+    return QdrantClient(url=url, api_key=api_key, timeout=timeout)
+
+
+def is_local(client: QdrantClient) -> bool:
+    """True for ``:memory:`` and embedded stores (no server)."""
+    return isinstance(client._client, QdrantLocal)
+
+
+def describe(client: QdrantClient) -> str:
+    """Where the client stores data, for messages."""
+    inner = client._client
+    if isinstance(inner, QdrantLocal):
+        return "in-memory store" if not inner.persistent else f"embedded store {inner.location!r}"
+    return f"Qdrant server {getattr(inner, 'rest_uri', '?')!r}"
+
+
+@contextmanager
+def qdrant_errors(client: QdrantClient, action: str) -> Iterator[None]:
+    """Translate transport failures of a server call into :class:`QdrantUnavailableError`."""
+    try:
+        yield
+    except ResponseHandlingException as exc:
+        msg = (
+            f"could not {action}: {describe(client)} did not answer ({exc.source!r}). Check "
+            "that the server runs (docker compose up -d), the URL and the API key."
+        )
+        raise QdrantUnavailableError(msg) from exc
+    except UnexpectedResponse as exc:
+        if exc.status_code in (401, 403):
+            msg = (
+                f"could not {action}: {describe(client)} refused the request "
+                f"(HTTP {exc.status_code}); pass the right API key (--api-key or "
+                "QDRANT_API_KEY)."
+            )
+            raise QdrantUnavailableError(msg) from exc
+        raise
+
+
+def exists(client: QdrantClient, name: str) -> bool:
+    """Whether a collection or alias called ``name`` exists."""
+    with qdrant_errors(client, f"check collection {name!r}"):
+        return bool(client.collection_exists(name))
+
+
+def alias_target(client: QdrantClient, name: str) -> str | None:
+    """The collection that alias ``name`` points to, or None when ``name`` is no alias."""
+    with qdrant_errors(client, "list aliases"):
+        aliases = client.get_aliases().aliases
+    return next((a.collection_name for a in aliases if a.alias_name == name), None)
+
+
+def aliases_of(client: QdrantClient, collection: str) -> list[str]:
+    """Aliases pointing at ``collection``."""
+    with qdrant_errors(client, "list aliases"):
+        aliases = client.get_aliases().aliases
+    return [a.alias_name for a in aliases if a.collection_name == collection]
+
+
+def collection_info(client: QdrantClient, name: str) -> models.CollectionInfo:
+    """``get_collection`` (follows aliases).
+
+    Raises:
+        CollectionNotFoundError: No collection or alias called ``name``.
+    """
+    if not exists(client, name):
+        msg = (
+            f"no collection or alias {name!r} in {describe(client)}. Create it with "
+            "ContextualCollection.create(client, name, encoder, corpus=...) or "
+            f"`cde-rag ingest PATH --collection {name}`."
+        )
+        raise CollectionNotFoundError(msg)
+    with qdrant_errors(client, f"read collection {name!r}"):
+        return client.get_collection(name)
+
+
+def check_vectors(info: models.CollectionInfo, name: str, dim: int) -> None:
+    """Refuse a collection whose default vector is not ``dim``-wide cosine.
+
+    Raises:
+        CollectionConfigError: Named vectors only, wrong size or wrong distance.
+    """
+    vectors = info.config.params.vectors
+    if isinstance(vectors, dict):
+        found = ", ".join(repr(k) for k in vectors) or "none"
+        msg = (
+            f"collection {name!r} has named vectors ({found}) but no unnamed default vector; "
+            "cde-rag (like LangChain's and LlamaIndex's Qdrant stores) uses the unnamed "
+            f"vector with size {dim} and cosine distance. Use another collection name."
+        )
+        raise CollectionConfigError(msg)
+    if vectors is None:
+        msg = f"collection {name!r} has no dense vector config; use another collection name."
+        raise CollectionConfigError(msg)
+    if vectors.size != dim:
+        msg = (
+            f"collection {name!r} stores {vectors.size}-dimensional vectors but this model "
+            f"makes {dim}-dimensional ones. Use the model the collection was built with, or "
+            "another collection name."
+        )
+        raise CollectionConfigError(msg)
+    if vectors.distance != models.Distance.COSINE:
+        msg = (
+            f"collection {name!r} uses {vectors.distance.value} distance; cde-rag vectors are "
+            "compared by cosine. Use another collection name."
+        )
+        raise CollectionConfigError(msg)
+
+
+def vector_params(dim: int) -> models.VectorParams:
+    """The unnamed default vector config for a ``dim``-wide model."""
+    return models.VectorParams(size=dim, distance=models.Distance.COSINE)
+
+
+def create_physical(client: QdrantClient, target: str, dim: int, record: ContextRecord) -> None:
+    """Create a physical collection holding ``record`` (plus a fingerprint index on servers)."""
+    with qdrant_errors(client, f"create collection {target!r}"):
+        client.create_collection(
+            target, vectors_config=vector_params(dim), metadata=record.to_metadata()
+        )
+        if not is_local(client):
+            client.create_payload_index(
+                target,
+                field_name=FINGERPRINT_PAYLOAD_KEY,
+                field_schema=models.PayloadSchemaType.KEYWORD,
+                wait=True,
+            )
+
+
+def drop_unpublished(client: QdrantClient, target: str) -> None:
+    """Remove ``target`` if an interrupted create/recontextualize left it with no alias.
+
+    Raises:
+        CollectionExistsError: ``target`` exists and is published under an alias.
+    """
+    with qdrant_errors(client, "list collections"):
+        names = {c.name for c in client.get_collections().collections}
+    if target in names:
+        aliases = aliases_of(client, target)
+        if aliases:
+            msg = (
+                f"collection {target!r} exists and is published as {aliases}; refusing to "
+                "replace it. Delete it yourself if it is no longer needed."
+            )
+            raise CollectionExistsError(msg)
+        logger.warning("removing %s, left unpublished by an interrupted build", target)
+        with qdrant_errors(client, f"delete collection {target!r}"):
+            client.delete_collection(target)
+
+
+def drop_collection(client: QdrantClient, name: str) -> None:
+    """Delete alias ``name`` and the collection behind it (or collection ``name``)."""
+    target = alias_target(client, name)
+    with qdrant_errors(client, f"delete collection {name!r}"):
+        if target is None:
+            client.delete_collection(name)
+            return
+        client.update_collection_aliases(
+            change_aliases_operations=[
+                models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=name))
+            ]
+        )
+        client.delete_collection(target)
+
+
+def read_record(client: QdrantClient, collection_name: str) -> ContextRecord:
+    """The validated context record of a collection (tensor not decoded).
+
+    Raises:
+        CollectionNotFoundError: No such collection or alias.
+        ContextMissingError: No record.
+        ContextCorruptError: Invalid record.
+    """
+    info = collection_info(client, collection_name)
+    return ContextRecord.from_metadata(info.config.metadata, collection_name)
+
+
+def read_context(client: QdrantClient, collection_name: str) -> CorpusContext:
+    """Decode and validate the context stored in a collection (follows aliases).
+
+    Args:
+        client: Any QdrantClient.
+        collection_name: Collection or alias name.
+
+    Returns:
+        The stored context, bit-exact (fingerprint verified).
+
+    Raises:
+        CollectionNotFoundError: No such collection or alias.
+        ContextMissingError: The collection has no context record.
+        ContextCorruptError: The record was modified, truncated or is unreadable.
+    """
+    return read_record(client, collection_name).to_context(collection_name)
+
+
+def summarize(
+    client: QdrantClient, name: str, record: ContextRecord | None = None
+) -> CollectionSummary:
+    """Counts, vector width and context provenance of a collection (no model needed).
+
+    Raises:
+        CollectionNotFoundError: No such collection or alias.
+        ContextMissingError: No record.
+        ContextCorruptError: Invalid record.
+    """
+    record = record or read_record(client, name)
+    only_current = models.Filter(must=[fingerprint_condition(record.fingerprint)])
+    with qdrant_errors(client, f"count {name!r}"):
+        total = int(client.count(name, exact=True).count)
+        current = int(client.count(name, count_filter=only_current, exact=True).count)
+    return CollectionSummary(
+        name=name,
+        physical_name=alias_target(client, name) or name,
+        points=current,
+        points_total=total,
+        dim=record.shape[1],
+        fingerprint=record.fingerprint,
+        context_shape=record.shape,
+        model_id=record.model_id,
+        weights_hash=record.weights_hash,
+        revision=record.revision,
+        model_version=record.model_version,
+        query_prefix=record.query_prefix,
+        document_prefix=record.document_prefix,
+        generation=record.generation,
+        record_version=record.record_version,
+        provenance=record.context_provenance(),
+        location=describe(client),
+    )
+
+
+def _stored_fingerprint(info: models.CollectionInfo) -> str | None:
+    stored = (info.config.metadata or {}).get(METADATA_KEY)
+    fingerprint = stored.get("fingerprint") if isinstance(stored, Mapping) else None
+    return str(fingerprint) if fingerprint is not None else None
+
+
+def attach_record(client: QdrantClient, name: str, record: ContextRecord) -> None:
+    """Store ``record`` on a collection that has none.
+
+    Raises:
+        CollectionExistsError: The collection already has a record (nothing is overwritten).
+    """
+    info = collection_info(client, name)
+    if METADATA_KEY in (info.config.metadata or {}):
+        msg = (
+            f"collection {name!r} already has a context record (fingerprint "
+            f"{str(_stored_fingerprint(info))[:12]}…); attach_context never overwrites one. "
+            "Use ContextualCollection.open(), or recontextualize() to rebuild it."
+        )
+        raise CollectionExistsError(msg)
+    with qdrant_errors(client, f"update collection {name!r}"):
+        client.update_collection(name, metadata=record.to_metadata())
+
+
+def check_current(client: QdrantClient, name: str, fingerprint: str) -> None:
+    """After an empty search: refuse a replaced context, warn about an empty collection.
+
+    Raises:
+        ContextMismatchError: The stored context is no longer ``fingerprint``.
+    """
+    info = collection_info(client, name)
+    stored = _stored_fingerprint(info)
+    if stored != fingerprint:
+        msg = (
+            f"collection {name!r} now stores context {str(stored)[:12]}… but this object was "
+            f"opened with {fingerprint[:12]}… (it was recontextualized or its record replaced "
+            "since). Reopen it with ContextualCollection.open()."
+        )
+        raise ContextMismatchError(msg)
+    if not info.points_count:
+        logger.warning("collection %s is empty: add documents before searching", name)

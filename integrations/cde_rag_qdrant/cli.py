@@ -1,0 +1,462 @@
+"""The ``cde-rag`` command: ingest files into a contextual Qdrant collection, search it, inspect it.
+
+Run ``cde-rag --help`` (or ``python -m cde_rag_qdrant.cli --help``) for usage and exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from qdrant_client import QdrantClient
+
+from cde_rag import CDEEncoder, __version__
+from cde_rag.errors import (
+    CDERagError,
+    CheckpointError,
+    ContextCorruptError,
+    ContextMismatchError,
+    InvalidInputError,
+)
+from cde_rag_qdrant import _store
+from cde_rag_qdrant.collection import ContextualCollection
+from cde_rag_qdrant.errors import (
+    CollectionEmptyError,
+    CollectionNotFoundError,
+    ContextMissingError,
+    QdrantUnavailableError,
+    StoreLockedError,
+)
+from cde_rag_qdrant.ingest_files import Skipped, discover, read_documents
+from cde_rag_qdrant.recontextualize import rebuild
+from cde_rag_qdrant.record import ContextRecord
+
+logger = logging.getLogger("cde_rag_qdrant.cli")
+
+DEFAULT_MODEL = "jxm/cde-small-v2"
+DEFAULT_PATH = "./cde_data"
+DEFAULT_COLLECTION = "documents"
+DRIFT_SAMPLE = 256
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+EXIT_MODEL = 4
+EXIT_LOCKED = 5
+EXIT_NO_COLLECTION = 6
+EXIT_CONTEXT = 7
+EXIT_UNAVAILABLE = 8
+EXIT_INTERRUPTED = 130
+
+EPILOG = """\
+exit codes:
+  0    success
+  1    other error (message on stderr)
+  2    usage error: bad arguments, missing paths, no supported files
+  3    partial: some inputs were skipped (each reported as path:line: reason)
+  4    model could not be loaded (offline/unknown hub id: pass a local folder to --model)
+  5    the embedded store is in use by another process
+  6    collection missing, empty, or without a cde-rag context
+  7    stored context refused: corrupted, or made by another model
+  8    Qdrant server unreachable or refused the API key
+  130  interrupted
+
+examples:
+  cde-rag ingest notes/ papers.jsonl          # embedded store in ./cde_data
+  cde-rag search "how do I rotate keys?" --limit 5
+  cde-rag info --json
+  cde-rag recontextualize --check             # is a new context worth it?
+  cde-rag search "q" --qdrant-url http://localhost:6333   # a server (docker compose up -d)
+"""
+
+
+class _Fail(Exception):
+    """A CLI-level failure with its exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _common() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    g = parent.add_argument_group("store and model")
+    g.add_argument(
+        "--collection", default=DEFAULT_COLLECTION, help="collection (default: %(default)s)"
+    )
+    g.add_argument(
+        "--model",
+        default=None,
+        help="hub id or local folder (default: the model recorded in the collection, "
+        f"else {DEFAULT_MODEL})",
+    )
+    g.add_argument("--revision", default=None, help="hub revision to pin")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
+    where = g.add_mutually_exclusive_group()
+    where.add_argument(
+        "--qdrant-path",
+        default=None,
+        help=f"embedded store folder (default: {DEFAULT_PATH})",
+    )
+    where.add_argument("--qdrant-url", default=None, help="Qdrant server URL")
+    g.add_argument(
+        "--api-key",
+        default=os.environ.get("QDRANT_API_KEY"),
+        help="server API key (default: $QDRANT_API_KEY)",
+    )
+    out = parent.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    out.add_argument("-q", "--quiet", action="store_true", help="no progress bars or notes")
+    out.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
+    return parent
+
+
+def _context_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("context (when one is built)")
+    g.add_argument("--context-size", type=int, default=None, help="context rows (default: model's)")
+    g.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    g.add_argument("--strategy", choices=["uniform", "diverse"], default="uniform")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for docs and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="cde-rag",
+        description="Contextual document embeddings (CDE) in a Qdrant collection.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"cde-rag {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = _common()
+    kw: dict[str, Any] = {"parents": [common], "epilog": EPILOG}
+    kw["formatter_class"] = argparse.RawDescriptionHelpFormatter
+    ingest = sub.add_parser("ingest", help="embed .txt/.md/.jsonl files into the collection", **kw)
+    ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders")
+    ingest.add_argument("--batch-size", type=int, default=64, help="documents per batch")
+    _context_options(ingest)
+    search = sub.add_parser("search", help="search the collection", **kw)
+    search.add_argument("query", help="the query text")
+    search.add_argument("-k", "--limit", type=int, default=5, help="results (default: 5)")
+    search.add_argument("--score-threshold", type=float, default=None)
+    search.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="metadata filter (repeatable; VALUE parsed as JSON when possible)",
+    )
+    sub.add_parser("info", help="collection and context provenance", **kw)
+    recon = sub.add_parser(
+        "recontextualize", help="rebuild the context from the collection's texts", **kw
+    )
+    recon.add_argument("--check", action="store_true", help="only report drift, change nothing")
+    recon.add_argument("--batch-size", type=int, default=64)
+    recon.add_argument("--skip-textless", action="store_true", help="drop points without text")
+    recon.add_argument("--keep-old", action="store_true", help="keep the old collection")
+    _context_options(recon)
+    return parser
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], human: str) -> None:
+    print(json.dumps(data, indent=2, default=str) if args.json else human)
+
+
+def _note(args: argparse.Namespace, text: str) -> None:
+    if not args.quiet:
+        print(text, file=sys.stderr)
+
+
+def _connect(args: argparse.Namespace) -> QdrantClient:
+    if args.qdrant_url:
+        return _store.connect(url=args.qdrant_url, api_key=args.api_key)
+    path = Path(args.qdrant_path or DEFAULT_PATH)
+    if args.command != "ingest" and not (path / "meta.json").is_file():
+        msg = (
+            f"no embedded Qdrant store at {str(path)!r}; create one with `cde-rag ingest PATH"
+            f" --qdrant-path {path}`, or pass --qdrant-path/--qdrant-url to point at yours"
+        )
+        raise _Fail(msg, EXIT_NO_COLLECTION)
+    return _store.connect(path)
+
+
+def _stored_record(client: QdrantClient, name: str) -> ContextRecord | None:
+    try:
+        return _store.read_record(client, name)
+    except (CollectionNotFoundError, ContextMissingError, ContextCorruptError):
+        return None
+
+
+def _load_encoder(args: argparse.Namespace, record: ContextRecord | None) -> CDEEncoder:
+    model, revision = args.model, args.revision
+    if model is None and record is not None:
+        model, revision = record.model_id, revision or record.revision
+    model = model or DEFAULT_MODEL
+    logger.info("loading model %s", model)
+    return CDEEncoder.from_pretrained(model, revision=revision, device=args.device)
+
+
+def _parse_filters(items: Sequence[str]) -> dict[str, Any] | None:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            msg = f"--filter {item!r}: expected KEY=VALUE, e.g. --filter source=notes/a.md"
+            raise _Fail(msg, EXIT_USAGE)
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out or None
+
+
+def _report_skipped(args: argparse.Namespace, skipped: Sequence[Skipped]) -> None:
+    for item in skipped:
+        print(f"cde-rag: skipped {item}", file=sys.stderr)
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def _read_inputs(args: argparse.Namespace) -> None:
+    """Read the ingest inputs before touching the store (a typo creates nothing)."""
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        msg = f"no such file or folder: {', '.join(missing)}"
+        raise _Fail(msg, EXIT_USAGE)
+    files, skipped = discover(args.paths)
+    docs, problems = read_documents(files)
+    skipped += problems
+    _report_skipped(args, skipped)
+    if not docs:
+        code = EXIT_PARTIAL if skipped else EXIT_USAGE
+        msg = f"no documents to ingest in {', '.join(map(str, args.paths))} (.txt, .md, .jsonl)"
+        raise _Fail(msg, code)
+    args.files, args.docs, args.skipped = files, docs, skipped
+
+
+def _ingest(args: argparse.Namespace, client: QdrantClient) -> int:
+    files, docs, skipped = args.files, args.docs, args.skipped
+    texts = [d.text for d in docs]
+    record = _stored_record(client, args.collection)
+    encoder = _load_encoder(args, record)
+    progress = not args.quiet
+    created = not _store.exists(client, args.collection)
+    drift = None
+    if created:
+        _note(args, f"building a context from {len(texts)} documents")
+        col = ContextualCollection.create(
+            client,
+            args.collection,
+            encoder,
+            corpus=texts,
+            size=args.context_size,
+            seed=args.seed,
+            strategy=args.strategy,
+            show_progress_bar=progress,
+        )
+    else:
+        col = ContextualCollection.open(client, args.collection, encoder)
+        if args.context_size is not None:
+            _note(args, "note: --context-size is ignored: the collection keeps its context")
+        drift = col.drift(texts[:DRIFT_SAMPLE], show_progress_bar=False)
+    col.add(
+        texts,
+        ids=[d.id for d in docs],
+        metadatas=[d.metadata for d in docs],
+        batch_size=args.batch_size,
+        show_progress_bar=progress,
+    )
+    total = col.count()
+    if drift is not None and drift.recommended:
+        _note(
+            args,
+            f"note: these documents sit far from the stored context (drift ratio "
+            f"{drift.ratio:.2f}); consider `cde-rag recontextualize --collection "
+            f"{args.collection}`",
+        )
+    data = {
+        "collection": args.collection,
+        "ingested": len(docs),
+        "files": len(files),
+        "skipped": [{"path": s.path, "line": s.line, "reason": s.reason} for s in skipped],
+        "points": total,
+        "context_created": created,
+        "fingerprint": col.fingerprint,
+        "drift": None if drift is None else drift.as_dict(),
+    }
+    human = (
+        f"ingested {len(docs)} documents from {len(files)} files into {args.collection!r} "
+        f"({total} points, context {col.fingerprint[:12]}"
+        + (", new" if created else "")
+        + ")"
+        + (f"; skipped {len(skipped)} inputs" if skipped else "")
+    )
+    _emit(args, data, human)
+    return EXIT_PARTIAL if skipped else EXIT_OK
+
+
+def _search(args: argparse.Namespace, client: QdrantClient) -> int:
+    if not args.query.strip():
+        msg = "the query is empty"
+        raise _Fail(msg, EXIT_USAGE)
+    record = _store.read_record(client, args.collection)
+    encoder = _load_encoder(args, record)
+    col = ContextualCollection.open(client, args.collection, encoder)
+    if col.count() == 0:
+        msg = (
+            f"collection {args.collection!r} is empty; add documents first: "
+            f"cde-rag ingest PATH --collection {args.collection}"
+        )
+        raise _Fail(msg, EXIT_NO_COLLECTION)
+    hits = col.search(
+        args.query,
+        limit=args.limit,
+        score_threshold=args.score_threshold,
+        query_filter=_parse_filters(args.filter),
+    )
+    lines = []
+    for rank, hit in enumerate(hits, start=1):
+        source = hit.metadata.get("source", hit.id)
+        snippet = " ".join(hit.text.split())
+        snippet = snippet if len(snippet) <= 160 else snippet[:157] + "..."
+        lines.append(f"{rank:>2}. {hit.score:.4f}  {source}\n    {snippet}")
+    human = "\n".join(lines) if lines else "no results"
+    data = {
+        "collection": args.collection,
+        "query": args.query,
+        "hits": [
+            {"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata} for h in hits
+        ],
+    }
+    _emit(args, data, human)
+    return EXIT_OK
+
+
+def _info(args: argparse.Namespace, client: QdrantClient) -> int:
+    record = _store.read_record(client, args.collection)
+    record.to_context(args.collection)  # verify the bytes against the fingerprint
+    summary = _store.summarize(client, args.collection, record)
+    data = summary.as_dict()
+    p = summary.provenance
+    human = "\n".join(
+        [
+            f"collection   {summary.name} -> {summary.physical_name} ({summary.location})",
+            f"points       {summary.points} searchable / {summary.points_total} total",
+            f"model        {summary.model_id} ({summary.model_version}, weights "
+            f"{summary.weights_hash[:12]}, revision {summary.revision})",
+            f"context      {summary.fingerprint[:16]} shape {summary.context_shape} "
+            f"generation {summary.generation}",
+            f"built        {p.created_at} from {p.n_source_documents} documents "
+            f"(strategy {p.strategy}, seed {p.seed}, cde-rag {p.library_version})",
+            f"prefixes     query {summary.query_prefix!r}, document {summary.document_prefix!r}",
+        ]
+    )
+    _emit(args, data, human)
+    return EXIT_OK
+
+
+def _recontextualize(args: argparse.Namespace, client: QdrantClient) -> int:
+    record = _stored_record(client, args.collection)
+    encoder = _load_encoder(args, record)
+    if args.check:
+        col = ContextualCollection.open(client, args.collection, encoder)
+        report = col.drift(show_progress_bar=not args.quiet)
+        verdict = "recommended" if report.recommended else "not needed"
+        human = (
+            f"drift ratio {report.ratio:.2f} (1 = like the context), {report.outlier_fraction:.0%}"
+            f" of {report.n_documents} sampled documents far from it: recontextualize {verdict}"
+        )
+        _emit(args, {"collection": args.collection, **report.as_dict()}, human)
+        return EXIT_OK
+    old = record.fingerprint if record else None
+    context = rebuild(
+        client,
+        args.collection,
+        encoder,
+        size=args.context_size,
+        seed=args.seed,
+        strategy=args.strategy,
+        batch_size=args.batch_size,
+        skip_textless=args.skip_textless,
+        keep_old=args.keep_old,
+        show_progress_bar=not args.quiet,
+    )
+    summary = _store.summarize(client, args.collection)
+    data = {**summary.as_dict(), "previous_fingerprint": old}
+    human = (
+        f"recontextualized {args.collection!r}: {summary.points} points re-embedded with context "
+        f"{context.fingerprint[:12]} (was {old[:12] if old else 'none'}), now "
+        f"{summary.physical_name}"
+    )
+    _emit(args, data, human)
+    return EXIT_OK
+
+
+_COMMANDS = {
+    "ingest": _ingest,
+    "search": _search,
+    "info": _info,
+    "recontextualize": _recontextualize,
+}
+
+
+def _exit_code(exc: BaseException) -> int:
+    if isinstance(exc, _Fail):
+        return exc.code
+    table: list[tuple[tuple[type[BaseException], ...], int]] = [
+        ((StoreLockedError,), EXIT_LOCKED),
+        ((CheckpointError,), EXIT_MODEL),
+        ((CollectionNotFoundError, CollectionEmptyError, ContextMissingError), EXIT_NO_COLLECTION),
+        ((ContextCorruptError, ContextMismatchError), EXIT_CONTEXT),
+        ((QdrantUnavailableError,), EXIT_UNAVAILABLE),
+        ((InvalidInputError,), EXIT_USAGE),
+    ]
+    return next((code for kind, code in table if isinstance(exc, kind)), EXIT_ERROR)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (see ``cde-rag --help``)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="cde-rag: %(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    client: QdrantClient | None = None
+    try:
+        if args.command == "ingest":
+            _read_inputs(args)
+        client = _connect(args)
+        return _COMMANDS[args.command](args, client)
+    except (_Fail, CDERagError) as exc:
+        code = _exit_code(exc)
+        print(f"cde-rag: error: {exc}", file=sys.stderr)
+        if code == EXIT_MODEL:
+            print(
+                "cde-rag: hint: pass a local checkpoint folder with --model PATH", file=sys.stderr
+            )
+        if args.json:
+            error = {"type": type(exc).__name__, "message": str(exc), "exit_code": code}
+            print(json.dumps({"error": error}, indent=2))
+        return code
+    except KeyboardInterrupt:
+        print("cde-rag: interrupted; re-run the same command to finish", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if client is not None:
+            client.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

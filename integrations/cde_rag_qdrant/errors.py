@@ -1,0 +1,43 @@
+"""Qdrant-specific errors; each subclasses a ``cde_rag.errors`` class (and thus a builtin)."""
+
+from __future__ import annotations
+
+from cde_rag.errors import CDERagError, ContextError
+
+__all__ = [
+    "CollectionConfigError",
+    "CollectionEmptyError",
+    "CollectionExistsError",
+    "CollectionNotFoundError",
+    "ContextMissingError",
+    "QdrantUnavailableError",
+    "StoreLockedError",
+]
+
+
+class ContextMissingError(ContextError):
+    """A collection exists but holds no cde-rag context record (made by another tool)."""
+
+
+class CollectionNotFoundError(CDERagError, LookupError):
+    """No collection or alias of that name exists."""
+
+
+class CollectionEmptyError(CDERagError, LookupError):
+    """A collection holds no documents for an operation that needs some."""
+
+
+class CollectionConfigError(CDERagError, ValueError):
+    """A collection's vector configuration cannot hold this model's vectors."""
+
+
+class CollectionExistsError(CollectionConfigError):
+    """``create`` was asked for a name that already exists; nothing is overwritten."""
+
+
+class StoreLockedError(CDERagError, RuntimeError):
+    """An embedded (local-mode) Qdrant store is already open in another client or process."""
+
+
+class QdrantUnavailableError(CDERagError, ConnectionError):
+    """A Qdrant server could not be reached or answered with an unexpected error."""

@@ -1,0 +1,285 @@
+"""Drift measurement and recontextualization (rebuild + atomic alias switch).
+
+``rebuild`` builds a new context from a collection's own texts, re-embeds every point into a
+new physical collection ``{name}__cde_g{n+1}`` and then switches the alias ``name`` to it in one
+alias operation, so readers see either the old or the new index, never a half-built one. The old
+collection is deleted only after the switch. Writes made to the old collection while a rebuild
+runs are not carried over: pause writers first.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import numpy.typing as npt
+from qdrant_client import QdrantClient, models
+
+from cde_rag import CDEEncoder, CorpusContext
+from cde_rag.errors import ContextCorruptError, InvalidInputError
+from cde_rag.sampling import SamplingStrategy
+from cde_rag_qdrant import _store
+from cde_rag_qdrant._pipeline import PendingBatch, embed_and_upsert
+from cde_rag_qdrant.errors import (
+    CollectionConfigError,
+    CollectionEmptyError,
+    ContextMissingError,
+)
+from cde_rag_qdrant.payload import CONTENT_PAYLOAD_KEY, FINGERPRINT_PAYLOAD_KEY
+from cde_rag_qdrant.record import ContextRecord
+from cde_rag_qdrant.results import DriftReport
+
+logger = logging.getLogger(__name__)
+
+DRIFT_RATIO_THRESHOLD = 1.5
+"""``DriftReport.ratio`` at or above which recontextualizing is recommended."""
+DRIFT_OUTLIER_THRESHOLD = 0.25
+"""``DriftReport.outlier_fraction`` at or above which recontextualizing is recommended."""
+
+
+def _unit(rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    out: npt.NDArray[np.float32] = rows / np.maximum(norms, 1e-12)
+    return out
+
+
+def measure_drift(
+    encoder: CDEEncoder,
+    context: CorpusContext,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 32,
+    show_progress_bar: bool | None = None,
+) -> DriftReport:
+    """Measure how far ``texts`` sit from ``context`` (see :class:`DriftReport`).
+
+    Args:
+        encoder: The encoder that built ``context``.
+        context: The stored context.
+        texts: Documents to measure (new ones, or a sample of the collection).
+        batch_size: Stage-1 batch size.
+        show_progress_bar: Progress bar (default: when logging at INFO).
+
+    Returns:
+        The report.
+
+    Raises:
+        InvalidInputError: No texts, or bad texts.
+        ContextMismatchError: ``context`` was made by another model.
+    """
+    context.check_compatible(encoder)
+    if len(texts) == 0:
+        msg = "measure_drift needs at least one document; got none."
+        raise InvalidInputError(msg)
+    rows = _unit(np.unique(context.embeddings.numpy(), axis=0))
+    docs = _unit(
+        encoder.first_stage_embeddings(
+            texts, batch_size=batch_size, show_progress_bar=show_progress_bar
+        )
+    )
+    distances = 1.0 - (docs @ rows.T).max(axis=1)
+    if rows.shape[0] > 1:
+        sims = rows @ rows.T
+        np.fill_diagonal(sims, -np.inf)
+        baseline = 1.0 - sims.max(axis=1)
+    else:
+        baseline = np.zeros(1, dtype=np.float32)
+    base_mean = float(max(baseline.mean(), 1e-6))
+    mean = float(np.clip(distances, 0.0, None).mean())
+    ratio = mean / base_mean
+    cutoff = float(np.quantile(baseline, 0.95))
+    outliers = float((distances > max(cutoff, 1e-6)).mean())
+    return DriftReport(
+        n_documents=len(texts),
+        mean_distance=mean,
+        baseline_distance=base_mean,
+        ratio=ratio,
+        outlier_fraction=outliers,
+        recommended=ratio >= DRIFT_RATIO_THRESHOLD or outliers >= DRIFT_OUTLIER_THRESHOLD,
+    )
+
+
+def iter_points(
+    client: QdrantClient, name: str, *, page_size: int = 256
+) -> Iterator[models.Record]:
+    """Every point of a collection (payload, no vectors), page by page."""
+    offset: models.ExtendedPointId | None = None
+    while True:
+        with _store.qdrant_errors(client, f"read points of {name!r}"):
+            points, offset = client.scroll(
+                name, limit=page_size, offset=offset, with_payload=True, with_vectors=False
+            )
+        yield from points
+        if offset is None:
+            return
+
+
+def point_text(point: models.Record) -> str | None:
+    """The ``page_content`` of a point, or None when it has no usable text."""
+    text = (point.payload or {}).get(CONTENT_PAYLOAD_KEY)
+    return text if isinstance(text, str) and text.strip() else None
+
+
+def sample_texts(client: QdrantClient, name: str, *, sample: int, seed: int = 0) -> list[str]:
+    """A seeded sample of up to ``sample`` texts of a collection (all when it has fewer)."""
+    texts = [t for t in (point_text(p) for p in iter_points(client, name)) if t is not None]
+    if len(texts) <= sample:
+        return texts
+    return random.Random(seed).sample(texts, sample)
+
+
+def _current_generation(client: QdrantClient, name: str) -> int:
+    """Generation of the stored record; 0 for a collection with none (or a corrupt one)."""
+    try:
+        return _store.read_record(client, name).generation
+    except (ContextMissingError, ContextCorruptError):
+        return 0
+
+
+def rebuild(
+    client: QdrantClient,
+    name: str,
+    encoder: CDEEncoder,
+    *,
+    size: int | None = None,
+    seed: int = 0,
+    strategy: SamplingStrategy = "uniform",
+    batch_size: int = 64,
+    skip_textless: bool = False,
+    keep_old: bool = False,
+    show_progress_bar: bool | None = None,
+) -> CorpusContext:
+    """Rebuild ``name`` with a new context built from its own texts; switch atomically.
+
+    Works on cde-rag collections and on collections made by other tools (or with a corrupt
+    record) as long as their points carry ``page_content``. When ``name`` is a plain
+    collection rather than an alias (made by another tool), Qdrant cannot put an alias on an
+    existing collection name: the old collection is then deleted just before the alias is
+    created, and ``name`` is briefly missing (a warning says so).
+
+    Args:
+        client: Any QdrantClient.
+        name: Collection or alias name.
+        encoder: The encoder (any model with the right width for the vectors).
+        size: Context rows (default: the model's ``context_size``).
+        seed: Sampling seed.
+        strategy: ``"uniform"`` or ``"diverse"``.
+        batch_size: Texts per embedding batch and per upsert.
+        skip_textless: Drop points without ``page_content`` instead of refusing.
+        keep_old: Keep the old physical collection after the switch (aliases only).
+        show_progress_bar: Progress bars (default: when logging at INFO).
+
+    Returns:
+        The new context (as stored).
+
+    Raises:
+        CollectionNotFoundError: No such collection.
+        CollectionConfigError: Wrong vector config, or points without text (and not
+            ``skip_textless``); nothing was changed.
+        CollectionEmptyError: The collection holds no texts.
+    """
+    info = _store.collection_info(client, name)
+    _store.check_vectors(info, name, encoder.dim)
+    current = _store.alias_target(client, name)
+    source = current or name
+    texts: list[str] = []
+    textless = 0
+    for point in iter_points(client, source):
+        text = point_text(point)
+        if text is None:
+            textless += 1
+        else:
+            texts.append(text)
+    if textless and not skip_textless:
+        msg = (
+            f"collection {name!r} has {textless} points without a {CONTENT_PAYLOAD_KEY!r} text; "
+            "they cannot be re-embedded and would be lost. Nothing was changed. Pass "
+            "skip_textless=True (CLI: --skip-textless) to drop them."
+        )
+        raise CollectionConfigError(msg)
+    if not texts:
+        msg = f"collection {name!r} holds no texts to build a context from; add documents first."
+        raise CollectionEmptyError(msg)
+    context = encoder.build_context(
+        texts, size=size, seed=seed, strategy=strategy, show_progress_bar=show_progress_bar
+    )
+    generation = _current_generation(client, name) + 1
+    while _store.physical_name(name, generation) in (source, name):
+        generation += 1
+    record = ContextRecord.from_context(context, encoder, generation=generation)
+    target = _store.physical_name(name, generation)
+    _store.drop_unpublished(client, target)
+    _store.create_physical(client, target, encoder.dim, record)
+
+    def batches() -> Iterator[PendingBatch]:
+        page = PendingBatch([], [], [])
+        for point in iter_points(client, source, page_size=batch_size):
+            text = point_text(point)
+            if text is None:
+                continue
+            page.ids.append(str(point.id))
+            page.texts.append(text)
+            page.payloads.append(
+                {**(point.payload or {}), FINGERPRINT_PAYLOAD_KEY: context.fingerprint}
+            )
+            if len(page.ids) == batch_size:
+                yield page
+                page = PendingBatch([], [], [])
+        if page.ids:
+            yield page
+
+    written = embed_and_upsert(
+        client,
+        target,
+        encoder,
+        context,
+        batches(),
+        document_prefix=encoder.document_prefix,
+        batch_size=batch_size,
+        total=len(texts),
+        show_progress_bar=show_progress_bar,
+        desc="Re-embed",
+    )
+    with _store.qdrant_errors(client, f"count {target!r}"):
+        stored = int(client.count(target, exact=True).count)
+    if stored != written:
+        msg = (
+            f"rebuilt collection {target!r} holds {stored} points, expected {written}; the "
+            f"alias {name!r} was not switched. Were points written to {name!r} meanwhile? "
+            "Pause writers and run recontextualize again."
+        )
+        raise CollectionConfigError(msg)
+    _switch(client, name, current, target, keep_old=keep_old)
+    logger.info(
+        "recontextualized %s: %d points re-embedded into %s with context %s",
+        name,
+        written,
+        target,
+        context.fingerprint[:12],
+    )
+    return context
+
+
+def _switch(
+    client: QdrantClient, name: str, current: str | None, target: str, *, keep_old: bool
+) -> None:
+    """Point alias ``name`` at ``target`` (atomically when ``name`` already is an alias)."""
+    create = models.CreateAliasOperation(
+        create_alias=models.CreateAlias(collection_name=target, alias_name=name)
+    )
+    with _store.qdrant_errors(client, f"switch alias {name!r}"):
+        if current is not None:
+            delete = models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=name))
+            client.update_collection_aliases(change_aliases_operations=[delete, create])
+            if not keep_old:
+                client.delete_collection(current)
+            return
+        logger.warning(
+            "%s is a plain collection, not an alias: deleting it before creating the alias "
+            "(readers briefly find no collection)",
+            name,
+        )
+        client.delete_collection(name)
+        client.update_collection_aliases(change_aliases_operations=[create])
