@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +35,26 @@ class PendingBatch:
     payloads: list[dict[str, Any]]
 
 
+EMBED_WINDOW = 512
+"""Texts embedded per call: large enough for the encoder's length sorting to pay off."""
+
+
+def _windows(batches: Iterable[PendingBatch], size: int) -> Iterator[PendingBatch]:
+    """Regroup incoming batches into windows of ``size`` points (the last may be shorter)."""
+    ids: list[str] = []
+    texts: list[str] = []
+    payloads: list[dict[str, Any]] = []
+    for batch in batches:
+        ids.extend(batch.ids)
+        texts.extend(batch.texts)
+        payloads.extend(batch.payloads)
+        while len(ids) >= size:
+            yield PendingBatch(ids[:size], texts[:size], payloads[:size])
+            del ids[:size], texts[:size], payloads[:size]
+    if ids:
+        yield PendingBatch(ids, texts, payloads)
+
+
 def embed_and_upsert(
     client: QdrantClient,
     collection_name: str,
@@ -48,8 +68,11 @@ def embed_and_upsert(
     show_progress_bar: bool | None,
     desc: str = "Ingest",
 ) -> int:
-    """Embed each batch under ``context`` and upsert it; returns the number of points written.
+    """Embed the points under ``context`` and upsert them; returns the number written.
 
+    Points are embedded in windows of :data:`EMBED_WINDOW` texts, so the encoder can sort
+    them by token length into its own forward batches (fixed-order chunks padded to their
+    longest text waste much of the compute), and upserted in chunks of ``batch_size``.
     Embedding runs on one background thread (torch releases the GIL) while the calling thread
     talks to Qdrant, so the embedding of batch k+1 overlaps the upload of batch k. Only the
     calling thread touches the client (local mode's SQLite connection stays on its thread).
@@ -62,15 +85,11 @@ def embed_and_upsert(
 
     def embed(batch: PendingBatch) -> npt.NDArray[np.float32]:
         return encoder.embed_documents(
-            batch.texts,
-            context,
-            batch_size=batch_size,
-            show_progress_bar=False,
-            prefix=document_prefix,
+            batch.texts, context, show_progress_bar=False, prefix=document_prefix
         )
 
     written = 0
-    iterator = iter(batches)
+    iterator = _windows(batches, max(EMBED_WINDOW, batch_size))
     try:
         current = next(iterator, None)
         future = None if current is None else pool.submit(embed, current)
@@ -78,19 +97,22 @@ def embed_and_upsert(
             vectors = future.result()
             following = next(iterator, None)
             future = None if following is None else pool.submit(embed, following)
-            with qdrant_errors(client, f"write to collection {collection_name!r}"):
-                client.upsert(
-                    collection_name,
-                    points=models.Batch(
-                        ids=list(current.ids),
-                        vectors=vectors.tolist(),
-                        payloads=current.payloads,
-                    ),
-                    wait=following is None,
-                )
-            written += len(current.ids)
-            bar.update(len(current.ids))
-            logger.debug("upserted %d points into %s", len(current.ids), collection_name)
+            for start in range(0, len(current.ids), batch_size):
+                stop = start + batch_size
+                last = following is None and stop >= len(current.ids)
+                with qdrant_errors(client, f"write to collection {collection_name!r}"):
+                    client.upsert(
+                        collection_name,
+                        points=models.Batch(
+                            ids=list[models.ExtendedPointId](current.ids[start:stop]),
+                            vectors=vectors[start:stop].tolist(),
+                            payloads=current.payloads[start:stop],
+                        ),
+                        wait=last,
+                    )
+                written += len(current.ids[start:stop])
+                bar.update(len(current.ids[start:stop]))
+                logger.debug("upserted %d points into %s", stop - start, collection_name)
             current = following
     finally:
         pool.shutdown(wait=False, cancel_futures=True)

@@ -284,7 +284,7 @@ class ContextualCollection:
             texts: The documents.
             ids: Your ids (one per text); UUID strings are used as they are.
             metadatas: One JSON-able dict per text (stored under ``metadata``).
-            batch_size: Texts per embedding batch and per upsert.
+            batch_size: Points per upsert (texts are embedded in larger length-sorted windows).
             show_progress_bar: Progress bar (default: when logging at INFO).
 
         Returns:
@@ -475,7 +475,7 @@ class ContextualCollection:
             size: Context rows (default: the model's ``context_size``).
             seed: Sampling seed.
             strategy: ``"uniform"`` or ``"diverse"``.
-            batch_size: Texts per embedding batch and per upsert.
+            batch_size: Points per upsert (texts are embedded in larger length-sorted windows).
             skip_textless: Drop points without ``page_content`` instead of refusing.
             keep_old: Keep the old physical collection.
             show_progress_bar: Progress bars (default: when logging at INFO).

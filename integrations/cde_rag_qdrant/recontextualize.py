@@ -166,7 +166,7 @@ def rebuild(
         size: Context rows (default: the model's ``context_size``).
         seed: Sampling seed.
         strategy: ``"uniform"`` or ``"diverse"``.
-        batch_size: Texts per embedding batch and per upsert.
+        batch_size: Points per upsert (texts are embedded in larger length-sorted windows).
         skip_textless: Drop points without ``page_content`` instead of refusing.
         keep_old: Keep the old physical collection after the switch (aliases only).
         show_progress_bar: Progress bars (default: when logging at INFO).
