@@ -147,9 +147,9 @@ class CorpusContext:
             bad = int((~torch.isfinite(embeddings)).sum())
             msg = f"context embeddings hold {bad} NaN/inf values; rebuild the context."
             raise ContextCorruptError(msg)
-        self.embeddings = embeddings.detach().to("cpu").contiguous().clone()
+        self._embeddings = embeddings.detach().to("cpu").contiguous().clone()
         self.provenance = provenance
-        self.fingerprint = compute_fingerprint(self.embeddings, provenance.weights_hash)
+        self.fingerprint = compute_fingerprint(self._embeddings, provenance.weights_hash)
         if expected_fingerprint is not None and expected_fingerprint != self.fingerprint:
             msg = (
                 f"stored context fingerprint {expected_fingerprint[:12]}… does not match its "
@@ -159,9 +159,14 @@ class CorpusContext:
             raise ContextCorruptError(msg)
 
     @property
+    def embeddings(self) -> torch.Tensor:
+        """The (N, d) float32 dataset embeddings (a copy: the context itself never changes)."""
+        return self._embeddings.clone()
+
+    @property
     def shape(self) -> tuple[int, int]:
         """(rows, width) of the dataset embeddings."""
-        rows, width = self.embeddings.shape
+        rows, width = self._embeddings.shape
         return int(rows), int(width)
 
     def __repr__(self) -> str:
@@ -174,7 +179,9 @@ class CorpusContext:
 
     def __eq__(self, other: object) -> bool:
         """Contexts are equal when their fingerprints are."""
-        return isinstance(other, CorpusContext) and other.fingerprint == self.fingerprint
+        if not isinstance(other, CorpusContext):
+            return NotImplemented
+        return other.fingerprint == self.fingerprint
 
     def __hash__(self) -> int:
         """Hash of the fingerprint."""
@@ -217,7 +224,7 @@ class CorpusContext:
 
     def to_bytes(self) -> bytes:
         """Serialise as safetensors bytes (tensor + JSON metadata; no pickle)."""
-        data: bytes = st_save({TENSOR_KEY: self.embeddings}, metadata=self._metadata())
+        data: bytes = st_save({TENSOR_KEY: self._embeddings}, metadata=self._metadata())
         return data
 
     @classmethod

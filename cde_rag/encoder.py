@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -366,10 +367,9 @@ class CDEEncoder:
             batch_size=batch_size,
             show_progress_bar=show_progress_bar,
         )
-        provenance = context.provenance.__class__(
-            **{**context.provenance.__dict__, "strategy": "random_strings"}
+        return CorpusContext(
+            context.embeddings, dataclasses.replace(context.provenance, strategy="random_strings")
         )
-        return CorpusContext(context.embeddings, provenance)
 
     def first_stage_embeddings(
         self,
@@ -594,8 +594,13 @@ class CDEEncoder:
         show_progress_bar: bool | None,
     ) -> torch.Tensor:
         """Run ``forward`` over length-sorted batches; float32 CPU rows in the caller's order."""
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             msg = f"batch_size={batch_size!r}; expected a positive int."
+            raise InvalidInputError(msg)
+        if max_batch_tokens is not None and (
+            not isinstance(max_batch_tokens, int) or isinstance(max_batch_tokens, bool)
+        ):
+            msg = f"max_batch_tokens={max_batch_tokens!r}; expected a positive int or None."
             raise InvalidInputError(msg)
         out = torch.empty(len(token_ids), self.dim, dtype=torch.float32)
         batches = length_sorted_batches(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,7 @@ class TextTokenizer:
             TokenizerNotFoundError: The tokenizer has no padding token.
         """
         self._tokenizer = tokenizer
+        self._lock = threading.Lock()  # truncation is tokenizer state: one caller at a time
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
         self.source = source
@@ -97,13 +99,25 @@ class TextTokenizer:
         Returns:
             The token ids of each text and how many texts were truncated.
         """
-        self._tokenizer.enable_truncation(max_length)
-        try:
-            encodings = self._tokenizer.encode_batch(list(texts))
-        finally:
-            self._tokenizer.no_truncation()
+        with self._lock:
+            self._tokenizer.enable_truncation(max_length)
+            try:
+                encodings = self._tokenizer.encode_batch(list(texts))
+            finally:
+                self._tokenizer.no_truncation()
         truncated = sum(1 for e in encodings if e.overflowing)
         return [e.ids for e in encodings], truncated
+
+    def __getstate__(self) -> dict[str, object]:
+        """Copy/pickle support: the lock is not copied."""
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Restore a copy with a fresh lock."""
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
 
 @dataclass(frozen=True)

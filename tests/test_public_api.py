@@ -1,0 +1,66 @@
+"""Each package's public names are pinned: changing them is a deliberate API change."""
+
+from __future__ import annotations
+
+import cde_rag
+import cde_rag_qdrant
+
+
+def test_core_exports() -> None:
+    assert sorted(cde_rag.__all__) == [
+        "CDEEncoder",
+        "CDERagError",
+        "CheckpointError",
+        "ContextError",
+        "ContextMismatchError",
+        "CorpusContext",
+        "InvalidInputError",
+        "__version__",
+    ]
+    for name in cde_rag.__all__:
+        assert getattr(cde_rag, name) is not None
+
+
+def test_qdrant_exports() -> None:
+    assert sorted(cde_rag_qdrant.__all__) == sorted(
+        [
+            "CONTENT_PAYLOAD_KEY",
+            "FINGERPRINT_PAYLOAD_KEY",
+            "METADATA_KEY",
+            "METADATA_PAYLOAD_KEY",
+            "CollectionConfigError",
+            "CollectionEmptyError",
+            "CollectionExistsError",
+            "CollectionNotFoundError",
+            "CollectionSummary",
+            "ContextMissingError",
+            "ContextRecord",
+            "ContextualCollection",
+            "DriftReport",
+            "QdrantUnavailableError",
+            "SearchHit",
+            "StoreLockedError",
+            "build_payload",
+            "connect",
+            "point_id",
+            "read_context",
+            "read_record",
+        ]
+    )
+    for name in cde_rag_qdrant.__all__:
+        assert getattr(cde_rag_qdrant, name) is not None
+
+
+def test_errors_refine_builtins() -> None:
+    from cde_rag import errors
+
+    assert issubclass(errors.CheckpointNotFoundError, FileNotFoundError)
+    assert issubclass(errors.CheckpointFormatError, ValueError)
+    assert issubclass(errors.ModelDownloadError, OSError)
+    assert issubclass(errors.ContextMismatchError, ValueError)
+    assert issubclass(errors.InvalidInputError, ValueError)
+    assert issubclass(errors.OptionalDependencyError, ImportError)
+    assert issubclass(cde_rag_qdrant.StoreLockedError, cde_rag.CDERagError)
+    err = errors.OptionalDependencyError("LangChain is missing.", extra="langchain")
+    assert err.extra == "langchain"
+    assert "pip install 'cde-rag[langchain]'" in str(err)
