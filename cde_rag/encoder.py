@@ -42,6 +42,8 @@ _DTYPES: dict[str, torch.dtype] = {
     "float16": torch.float16,
 }
 RANDOM_STRINGS_FILE = "random_strings.txt"
+CPU_BATCH_TOKENS = 4096
+"""Default token budget of one forward pass on CPU (see ``benchmarks/``)."""
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -434,8 +436,9 @@ class CDEEncoder:
             texts: The documents.
             context: The corpus context (from :meth:`build_context` or a store).
             batch_size: Most texts per forward pass.
-            max_batch_tokens: Optional cap on ``rows x (context rows + longest text)`` per
-                pass, which bounds memory for long texts.
+            max_batch_tokens: Cap on ``rows x (context rows + longest text)`` per forward
+                pass. ``None``: :data:`CPU_BATCH_TOKENS` on CPU (smaller passes stay in cache
+                and ran 1.3-1.4x faster per document than 32 x 1032 tokens), no cap on GPUs.
             normalize: L2-normalise the vectors (default). ``False`` returns raw outputs.
             show_progress_bar: Show a progress bar (default: when logging at INFO).
             output: ``"numpy"`` (float32 array) or ``"torch"`` (float32 CPU tensor).
@@ -602,6 +605,8 @@ class CDEEncoder:
         ):
             msg = f"max_batch_tokens={max_batch_tokens!r}; expected a positive int or None."
             raise InvalidInputError(msg)
+        if max_batch_tokens is None and self.device.type == "cpu":
+            max_batch_tokens = CPU_BATCH_TOKENS
         out = torch.empty(len(token_ids), self.dim, dtype=torch.float32)
         batches = length_sorted_batches(
             [len(t) for t in token_ids],

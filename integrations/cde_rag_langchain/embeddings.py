@@ -15,7 +15,7 @@ from typing_extensions import Self
 
 from cde_rag import CDEEncoder, CorpusContext
 from cde_rag.errors import ContextNotSetError, InvalidInputError
-from cde_rag_langchain._binding import CollectionBinding, bind, stale_error, stored_fingerprint
+from cde_rag_qdrant.binding import CollectionBinding, bind, stale_error, stored_fingerprint
 
 logger = logging.getLogger(__name__)
 

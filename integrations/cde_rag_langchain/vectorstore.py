@@ -22,9 +22,9 @@ from qdrant_client import QdrantClient, models
 
 from cde_rag import CDEEncoder, CorpusContext
 from cde_rag.errors import ContextMismatchError, ContextNotSetError, InvalidInputError
-from cde_rag_langchain._binding import CollectionBinding, bind, stale_error, stored_fingerprint
 from cde_rag_langchain.embeddings import CDEEmbeddings
 from cde_rag_qdrant import FINGERPRINT_PAYLOAD_KEY, ContextualCollection
+from cde_rag_qdrant.binding import CollectionBinding, bind, stale_error, stored_fingerprint
 
 logger = logging.getLogger(__name__)
 

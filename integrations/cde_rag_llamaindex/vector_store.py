@@ -28,7 +28,6 @@ from qdrant_client import QdrantClient, models
 
 from cde_rag import CDEEncoder, CorpusContext
 from cde_rag.errors import ContextMismatchError, ContextNotSetError, InvalidInputError
-from cde_rag_llamaindex._binding import CollectionBinding, bind, stale_error, stored_fingerprint
 from cde_rag_llamaindex.embedding import CDEEmbedding
 from cde_rag_llamaindex.nodes import node_from_cde_payload
 from cde_rag_qdrant import (
@@ -38,6 +37,7 @@ from cde_rag_qdrant import (
     CollectionNotFoundError,
     ContextualCollection,
 )
+from cde_rag_qdrant.binding import CollectionBinding, bind, stale_error, stored_fingerprint
 
 logger = logging.getLogger(__name__)
 

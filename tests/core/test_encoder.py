@@ -666,3 +666,24 @@ def test_concurrent_calls_with_different_max_lengths_share_the_tokenizer_safely(
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(run, [8, 300, 8, 300] * 10))
     assert results == [8, 300, 8, 300] * 10
+
+
+def test_cpu_default_token_budget_is_applied(v2_encoder_session, v2_context, monkeypatch) -> None:
+    import cde_rag.encoder as encoder_module
+
+    seen: list[int | None] = []
+    real = encoder_module.length_sorted_batches
+
+    def spy(lengths, *, batch_size, max_batch_tokens, extra_tokens):
+        seen.append(max_batch_tokens)
+        return real(
+            lengths,
+            batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
+            extra_tokens=extra_tokens,
+        )
+
+    monkeypatch.setattr(encoder_module, "length_sorted_batches", spy)
+    v2_encoder_session.embed_documents(["a text"], v2_context)
+    v2_encoder_session.embed_documents(["a text"], v2_context, max_batch_tokens=100)
+    assert seen == [encoder_module.CPU_BATCH_TOKENS, 100]

@@ -1,4 +1,6 @@
-"""Binding of an adapter to a cde-rag Qdrant collection, and stale-context detection.
+"""Binding of a framework adapter to a cde-rag collection, and stale-context detection.
+
+Shared by ``cde_rag_langchain`` and ``cde_rag_llamaindex`` (which never import each other).
 
 A collection name may be an alias. ``cde-rag`` re-contextualizes a collection by writing a new
 collection and swapping the alias onto it, so an adapter bound before the swap holds the old
@@ -15,7 +17,7 @@ from qdrant_client import QdrantClient
 
 from cde_rag import CorpusContext
 from cde_rag.errors import ContextMismatchError
-from cde_rag_qdrant import read_record
+from cde_rag_qdrant._store import alias_target, read_record
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +45,7 @@ class CollectionBinding:
 
 def resolve_target(client: QdrantClient, name: str) -> str:
     """The collection an alias points to, or ``name`` itself when it is not an alias."""
-    for alias in client.get_aliases().aliases:
-        if alias.alias_name == name:
-            return alias.collection_name
-    return name
+    return alias_target(client, name) or name
 
 
 def bind(client: QdrantClient, collection_name: str) -> tuple[CorpusContext, CollectionBinding]:

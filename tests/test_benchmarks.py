@@ -1,0 +1,47 @@
+"""Smoke runs of the benchmarks (`--quick`): they run and their outputs agree. No timing claims."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _quick(script: str, tmp_path: Path) -> dict[str, object]:
+    out = tmp_path / "result.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "integrations")])
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.stdout.lower().startswith("command: python benchmarks/")
+    data: dict[str, object] = json.loads(out.read_text())
+    return data
+
+
+@pytest.mark.slow
+def test_encoder_benchmark_quick(tmp_path: Path) -> None:
+    data = _quick("bench_encoder.py", tmp_path)
+    stage2, bf16 = data["stage2"], data["bf16"]
+    assert isinstance(stage2, dict) and isinstance(bf16, dict)
+    assert stage2["max_abs_diff"] <= 1e-5  # the fast path computes what the naive path does
+    assert bf16["cosine_min"] >= 0.99
+
+
+@pytest.mark.slow
+def test_ingest_benchmark_quick(tmp_path: Path) -> None:
+    data = _quick("bench_ingest.py", tmp_path)
+    assert data["stored_vs_raw_max_abs_diff"] <= 1e-5  # stored vectors = raw embeddings
