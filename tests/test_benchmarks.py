@@ -27,7 +27,8 @@ def _quick(script: str, tmp_path: Path) -> dict[str, object]:
         check=False,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert result.stdout.lower().startswith("command: python benchmarks/")
+    first_line = result.stdout.splitlines()[0].lower()
+    assert first_line.startswith("command: python ") and script in first_line
     data: dict[str, object] = json.loads(out.read_text())
     return data
 

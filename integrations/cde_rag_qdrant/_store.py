@@ -5,6 +5,7 @@ Every Qdrant failure that a user can act on is translated here into a typed erro
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterator, Mapping
@@ -36,6 +37,34 @@ GENERATION_SEPARATOR = "__cde_g"
 def physical_name(name: str, generation: int) -> str:
     """Name of the physical collection behind alias ``name`` at ``generation``."""
     return f"{name}{GENERATION_SEPARATOR}{generation}"
+
+
+_EMPTY_META = '{"collections": {}, "aliases": {}}'
+
+
+def _repair_interrupted_init(folder: str) -> None:
+    """Re-create a ``meta.json`` that a kill during the store's creation left empty.
+
+    qdrant-client writes later versions of ``meta.json`` atomically, but creates the first one
+    with a plain write: a process killed at that instant leaves an empty (or cut) file, and the
+    store never opens again. Such a file never held a collection, so it is safe to re-create.
+    """
+    meta = os.path.join(folder, "meta.json")
+    try:
+        with open(meta, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError):
+        return
+    if len(text) >= len(_EMPTY_META):
+        return  # a complete file (a broken large one is not ours to touch)
+    try:
+        json.loads(text)
+    except ValueError:
+        logger.warning("%s was cut by an interrupted store creation; re-creating it", meta)
+        tmp = meta + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(_EMPTY_META)
+        os.replace(tmp, meta)
 
 
 def connect(
@@ -74,6 +103,7 @@ def connect(
         raise ValueError(msg)
     if path is not None:
         folder = os.fspath(path)
+        _repair_interrupted_init(folder)
         try:
             return QdrantClient(path=folder)
         except (RuntimeError, BlockingIOError) as exc:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from qdrant_client import QdrantClient
 
-from cde_rag_qdrant import FINGERPRINT_PAYLOAD_KEY, point_id, read_context
+from cde_rag_qdrant import FINGERPRINT_PAYLOAD_KEY, connect, point_id, read_context
 from tests.conftest import V2_TINY, corpus_texts
 from tests.qdrant.conftest import cli_env
 
@@ -33,7 +33,7 @@ def _write_corpus(folder: Path) -> dict[str, str]:
 
 def _check_store(store: Path, docs: dict[str, str]) -> int:
     """Check the store is consistent; returns its point count (-1: no collection yet)."""
-    client = QdrantClient(path=str(store))  # also proves the killed process left no lock
+    client = connect(store)  # also proves the killed process left no lock
     try:
         if not client.collection_exists("crash"):
             return -1
@@ -138,3 +138,31 @@ def test_kill_9_during_ingest_loses_and_duplicates_nothing(tmp_path: Path) -> No
         zygote.close()
     print("points found after each kill:", seen)
     assert sum(0 <= n < N_DOCS for n in seen) >= 3, f"too few kills landed mid-ingest: {seen}"
+
+
+@pytest.mark.parametrize("content", ["", '{"collections": {}, "ali'])
+def test_store_cut_during_its_creation_opens_again(
+    tmp_path: Path, content: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """qdrant-client writes the first meta.json non-atomically; a kill there left it cut."""
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "meta.json").write_text(content)
+    with pytest.raises(json.JSONDecodeError):
+        QdrantClient(path=str(store)).close()  # what qdrant-client alone does with it
+    client = connect(store)
+    try:
+        assert client.get_collections().collections == []
+    finally:
+        client.close()
+    assert "interrupted store creation" in caplog.text
+
+
+def test_a_complete_meta_file_is_never_rewritten(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    client = connect(store)
+    client.create_collection("c", vectors_config={})
+    client.close()
+    before = (store / "meta.json").read_bytes()
+    connect(store).close()
+    assert (store / "meta.json").read_bytes() == before
