@@ -85,7 +85,7 @@ def resolve_dtype(dtype: DTypeName | torch.dtype) -> torch.dtype:
     raise InvalidInputError(msg)
 
 
-def _progress_default(show_progress_bar: bool | None) -> bool:
+def progress_enabled(show_progress_bar: bool | None) -> bool:
     """``None`` means: on when the ``cde_rag`` logger is at INFO or DEBUG."""
     if show_progress_bar is not None:
         return show_progress_bar
@@ -614,7 +614,7 @@ class CDEEncoder:
             max_batch_tokens=max_batch_tokens,
             extra_tokens=extra_tokens,
         )
-        show = _progress_default(show_progress_bar)
+        show = progress_enabled(show_progress_bar)
         with torch.inference_mode():
             for batch in tqdm(batches, desc=desc, disable=not show, unit="batch"):
                 ids, mask = pad_batch([token_ids[i] for i in batch], self.tokenizer.pad_id)

@@ -14,16 +14,10 @@ from qdrant_client import QdrantClient, models
 from tqdm.auto import tqdm
 
 from cde_rag import CDEEncoder, CorpusContext
+from cde_rag.encoder import progress_enabled
 from cde_rag_qdrant._store import qdrant_errors
 
 logger = logging.getLogger(__name__)
-
-
-def progress_default(show_progress_bar: bool | None) -> bool:
-    """``None`` means: on when the ``cde_rag`` logger is at INFO or DEBUG."""
-    if show_progress_bar is not None:
-        return show_progress_bar
-    return logging.getLogger("cde_rag").getEffectiveLevel() <= logging.INFO
 
 
 @dataclass(frozen=True)
@@ -79,7 +73,7 @@ def embed_and_upsert(
     Intermediate upserts use ``wait=False`` (acknowledged once in the server's WAL, applied
     in order); the last one waits, so the points are searchable when this returns.
     """
-    show = progress_default(show_progress_bar)
+    show = progress_enabled(show_progress_bar)
     bar = tqdm(total=total, desc=desc, unit="doc", disable=not show)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cde-rag-embed")
 
