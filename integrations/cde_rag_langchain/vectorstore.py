@@ -24,7 +24,13 @@ from cde_rag import CDEEncoder, CorpusContext
 from cde_rag.errors import ContextMismatchError, ContextNotSetError, InvalidInputError
 from cde_rag_langchain.embeddings import CDEEmbeddings
 from cde_rag_qdrant import FINGERPRINT_PAYLOAD_KEY, ContextualCollection
-from cde_rag_qdrant.binding import CollectionBinding, bind, stale_error, stored_fingerprint
+from cde_rag_qdrant.binding import (
+    CollectionBinding,
+    bind,
+    choose_context,
+    stale_error,
+    stored_fingerprint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -318,14 +324,7 @@ def create_qdrant_vector_store(
         InvalidInputError: Neither a context nor a corpus.
     """
     if isinstance(embeddings_or_encoder, CDEEmbeddings):
-        held = embeddings_or_encoder.context
-        if context is not None and held is not None and held != context:
-            msg = (
-                f"context {context.fingerprint[:12]}… differs from the one the embeddings hold "
-                f"({held.fingerprint[:12]}…); pass one of them."
-            )
-            raise ContextMismatchError(msg)
-        context = context if context is not None else held
+        context = choose_context(context, embeddings_or_encoder.context, "embeddings")
         encoder = embeddings_or_encoder.encoder
     else:
         encoder = embeddings_or_encoder

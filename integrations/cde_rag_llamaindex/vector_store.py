@@ -37,7 +37,13 @@ from cde_rag_qdrant import (
     CollectionNotFoundError,
     ContextualCollection,
 )
-from cde_rag_qdrant.binding import CollectionBinding, bind, stale_error, stored_fingerprint
+from cde_rag_qdrant.binding import (
+    CollectionBinding,
+    bind,
+    choose_context,
+    stale_error,
+    stored_fingerprint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -339,14 +345,7 @@ def create_qdrant_store(
         ... )
     """
     if isinstance(embed_model_or_encoder, CDEEmbedding):
-        held = embed_model_or_encoder.context
-        if context is not None and held is not None and held != context:
-            msg = (
-                f"context {context.fingerprint[:12]}… differs from the one the embed model "
-                f"holds ({held.fingerprint[:12]}…); pass one of them."
-            )
-            raise ContextMismatchError(msg)
-        context = context if context is not None else held
+        context = choose_context(context, embed_model_or_encoder.context, "embed model")
         encoder = embed_model_or_encoder.encoder
     else:
         encoder = embed_model_or_encoder

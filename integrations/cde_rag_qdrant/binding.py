@@ -105,3 +105,20 @@ def stale_error(binding: CollectionBinding, now: str, fix: str) -> ContextMismat
         f"replaced after binding). Vectors under different contexts are not comparable: {fix}."
     )
     return ContextMismatchError(msg)
+
+
+def choose_context(
+    given: CorpusContext | None, held: CorpusContext | None, holder: str
+) -> CorpusContext | None:
+    """The context to create a collection with: ``given``, else the one an adapter ``held``.
+
+    Raises:
+        ContextMismatchError: Both are set and differ.
+    """
+    if given is not None and held is not None and held != given:
+        msg = (
+            f"context {given.fingerprint[:12]}… differs from the one held by the {holder} "
+            f"({held.fingerprint[:12]}…); pass one of them."
+        )
+        raise ContextMismatchError(msg)
+    return given if given is not None else held
