@@ -46,3 +46,11 @@ def test_encoder_benchmark_quick(tmp_path: Path) -> None:
 def test_ingest_benchmark_quick(tmp_path: Path) -> None:
     data = _quick("bench_ingest.py", tmp_path)
     assert data["stored_vs_raw_max_abs_diff"] <= 1e-5  # stored vectors = raw embeddings
+
+
+@pytest.mark.slow
+def test_startup_benchmark_quick(tmp_path: Path) -> None:
+    data = _quick("bench_startup.py", tmp_path)
+    seconds = data["seconds"]
+    assert isinstance(seconds, dict)
+    assert {"cde-rag --help", "python -c 'import torch'"} <= set(seconds)

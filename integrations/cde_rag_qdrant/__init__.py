@@ -13,8 +13,9 @@ Example:
 
 from __future__ import annotations
 
-from cde_rag_qdrant._store import connect, read_context, read_record
-from cde_rag_qdrant.collection import ContextualCollection
+import importlib
+from typing import TYPE_CHECKING
+
 from cde_rag_qdrant.errors import (
     CollectionConfigError,
     CollectionEmptyError,
@@ -24,15 +25,49 @@ from cde_rag_qdrant.errors import (
     QdrantUnavailableError,
     StoreLockedError,
 )
-from cde_rag_qdrant.payload import (
-    CONTENT_PAYLOAD_KEY,
-    FINGERPRINT_PAYLOAD_KEY,
-    METADATA_PAYLOAD_KEY,
-    build_payload,
-    point_id,
-)
-from cde_rag_qdrant.record import METADATA_KEY, ContextRecord
-from cde_rag_qdrant.results import CollectionSummary, DriftReport, SearchHit
+
+if TYPE_CHECKING:
+    from cde_rag_qdrant._store import connect, read_context, read_record
+    from cde_rag_qdrant.collection import ContextualCollection
+    from cde_rag_qdrant.payload import (
+        CONTENT_PAYLOAD_KEY,
+        FINGERPRINT_PAYLOAD_KEY,
+        METADATA_PAYLOAD_KEY,
+        build_payload,
+        point_id,
+    )
+    from cde_rag_qdrant.record import METADATA_KEY, ContextRecord
+    from cde_rag_qdrant.results import CollectionSummary, DriftReport, SearchHit
+
+# qdrant-client and torch load on first use, so the `cde-rag` command starts fast.
+_LAZY = {
+    "connect": "cde_rag_qdrant._store",
+    "read_context": "cde_rag_qdrant._store",
+    "read_record": "cde_rag_qdrant._store",
+    "ContextualCollection": "cde_rag_qdrant.collection",
+    "CONTENT_PAYLOAD_KEY": "cde_rag_qdrant.payload",
+    "FINGERPRINT_PAYLOAD_KEY": "cde_rag_qdrant.payload",
+    "METADATA_PAYLOAD_KEY": "cde_rag_qdrant.payload",
+    "build_payload": "cde_rag_qdrant.payload",
+    "point_id": "cde_rag_qdrant.payload",
+    "METADATA_KEY": "cde_rag_qdrant.record",
+    "ContextRecord": "cde_rag_qdrant.record",
+    "CollectionSummary": "cde_rag_qdrant.results",
+    "DriftReport": "cde_rag_qdrant.results",
+    "SearchHit": "cde_rag_qdrant.results",
+}
+
+
+def __getattr__(name: str) -> object:
+    """Import the qdrant-backed names on first access (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        msg = f"module 'cde_rag_qdrant' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CONTENT_PAYLOAD_KEY",

@@ -12,11 +12,9 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qdrant_client import QdrantClient
-
-from cde_rag import CDEEncoder, __version__
+from cde_rag import __version__
 from cde_rag.errors import (
     CDERagError,
     CheckpointError,
@@ -24,8 +22,6 @@ from cde_rag.errors import (
     ContextMismatchError,
     InvalidInputError,
 )
-from cde_rag_qdrant import _store
-from cde_rag_qdrant.collection import ContextualCollection
 from cde_rag_qdrant.errors import (
     CollectionEmptyError,
     CollectionNotFoundError,
@@ -33,9 +29,16 @@ from cde_rag_qdrant.errors import (
     QdrantUnavailableError,
     StoreLockedError,
 )
-from cde_rag_qdrant.ingest_files import Skipped, discover, read_documents
-from cde_rag_qdrant.recontextualize import rebuild
-from cde_rag_qdrant.record import ContextRecord
+
+if TYPE_CHECKING:
+    from qdrant_client import QdrantClient
+
+    from cde_rag import CDEEncoder
+    from cde_rag_qdrant.ingest_files import Skipped
+    from cde_rag_qdrant.record import ContextRecord
+
+# Only argparse and the light error modules load at start: `cde-rag --help`, `cde-rag CMD
+# --help` and usage errors never import torch or qdrant-client (tests/test_startup.py).
 
 logger = logging.getLogger("cde_rag_qdrant.cli")
 
@@ -178,6 +181,8 @@ def _note(args: argparse.Namespace, text: str) -> None:
 
 
 def _connect(args: argparse.Namespace) -> QdrantClient:
+    from cde_rag_qdrant import _store
+
     if args.qdrant_url:
         return _store.connect(url=args.qdrant_url, api_key=args.api_key)
     path = Path(args.qdrant_path or DEFAULT_PATH)
@@ -191,6 +196,8 @@ def _connect(args: argparse.Namespace) -> QdrantClient:
 
 
 def _stored_record(client: QdrantClient, name: str) -> ContextRecord | None:
+    from cde_rag_qdrant import _store
+
     try:
         return _store.read_record(client, name)
     except (CollectionNotFoundError, ContextMissingError, ContextCorruptError):
@@ -198,6 +205,8 @@ def _stored_record(client: QdrantClient, name: str) -> ContextRecord | None:
 
 
 def _load_encoder(args: argparse.Namespace, record: ContextRecord | None) -> CDEEncoder:
+    from cde_rag import CDEEncoder
+
     model, revision = args.model, args.revision
     if model is None and record is not None:
         model, revision = record.model_id, revision or record.revision
@@ -230,6 +239,8 @@ def _report_skipped(args: argparse.Namespace, skipped: Sequence[Skipped]) -> Non
 
 def _read_inputs(args: argparse.Namespace) -> None:
     """Read the ingest inputs before touching the store (a typo creates nothing)."""
+    from cde_rag_qdrant.ingest_files import discover, read_documents
+
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         msg = f"no such file or folder: {', '.join(missing)}"
@@ -246,6 +257,9 @@ def _read_inputs(args: argparse.Namespace) -> None:
 
 
 def _ingest(args: argparse.Namespace, client: QdrantClient) -> int:
+    from cde_rag_qdrant import _store
+    from cde_rag_qdrant.collection import ContextualCollection
+
     files, docs, skipped = args.files, args.docs, args.skipped
     texts = [d.text for d in docs]
     record = _stored_record(client, args.collection)
@@ -307,6 +321,9 @@ def _ingest(args: argparse.Namespace, client: QdrantClient) -> int:
 
 
 def _search(args: argparse.Namespace, client: QdrantClient) -> int:
+    from cde_rag_qdrant import _store
+    from cde_rag_qdrant.collection import ContextualCollection
+
     if not args.query.strip():
         msg = "the query is empty"
         raise _Fail(msg, EXIT_USAGE)
@@ -344,6 +361,8 @@ def _search(args: argparse.Namespace, client: QdrantClient) -> int:
 
 
 def _info(args: argparse.Namespace, client: QdrantClient) -> int:
+    from cde_rag_qdrant import _store
+
     record = _store.read_record(client, args.collection)
     record.to_context(args.collection)  # verify the bytes against the fingerprint
     summary = _store.summarize(client, args.collection, record)
@@ -367,6 +386,10 @@ def _info(args: argparse.Namespace, client: QdrantClient) -> int:
 
 
 def _recontextualize(args: argparse.Namespace, client: QdrantClient) -> int:
+    from cde_rag_qdrant import _store
+    from cde_rag_qdrant.collection import ContextualCollection
+    from cde_rag_qdrant.recontextualize import rebuild
+
     record = _stored_record(client, args.collection)
     encoder = _load_encoder(args, record)
     if args.check:
