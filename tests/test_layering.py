@@ -15,6 +15,7 @@ PACKAGES = {
     "cde_rag_qdrant": ROOT / "integrations" / "cde_rag_qdrant",
     "cde_rag_langchain": ROOT / "integrations" / "cde_rag_langchain",
     "cde_rag_llamaindex": ROOT / "integrations" / "cde_rag_llamaindex",
+    "cde_rag_ray": ROOT / "integrations" / "cde_rag_ray",
 }
 FORBIDDEN = {
     "cde_rag": {
@@ -35,6 +36,13 @@ FORBIDDEN = {
     },
     "cde_rag_langchain": {"llama_index", "cde_rag_llamaindex"},
     "cde_rag_llamaindex": {"langchain_core", "langchain_qdrant", "cde_rag_langchain"},
+    "cde_rag_ray": {
+        "langchain_core",
+        "langchain_qdrant",
+        "llama_index",
+        "cde_rag_langchain",
+        "cde_rag_llamaindex",
+    },
 }
 
 

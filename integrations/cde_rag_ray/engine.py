@@ -1,0 +1,165 @@
+"""A pool of Ray actors that embed windows of texts with one shared context.
+
+The driver puts the context bytes into Ray's object store once; each actor loads the model
+once, fetches and validates the context (see :mod:`cde_rag_ray.worker`) and then embeds the
+windows it is handed. Windows are dealt to the actors in turn; results come back in submission
+order, so a caller can write them as if one process had embedded them. Each window is embedded
+by one actor with the same call the single-process ingest makes, so the vectors are the same
+bits (on the same hardware and thread count).
+
+Crashed actors are restarted by Ray (``max_restarts``) and their unfinished windows are retried
+(``max_task_retries``); windows are idempotent, so a retry changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from cde_rag import CorpusContext
+from cde_rag.errors import InvalidInputError, OptionalDependencyError
+from cde_rag_ray.worker import EmbedWorker, ModelSpec
+
+logger = logging.getLogger(__name__)
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or an error naming the extra to install."""
+    try:
+        import ray
+    except ImportError as exc:
+        msg = "Ray is not installed."
+        raise OptionalDependencyError(msg, extra="ray") from exc
+    return ray
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Sizing of the actor pool.
+
+    Attributes:
+        address: Ray cluster address (``"auto"``, ``"ray://head:10001"``); None starts or joins
+            a local instance.
+        actors: Number of actors (model replicas).
+        gpus_per_actor: GPUs each actor holds (0: CPU actors; fractions share a GPU).
+        cpus_per_actor: CPUs each actor reserves.
+        max_restarts: How often Ray restarts a crashed actor.
+        max_task_retries: How often a window that was running on a crashed actor is retried.
+        runtime_env: Ray runtime environment for the actors (``env_vars``, ``pip``, ...).
+    """
+
+    address: str | None = None
+    actors: int = 2
+    gpus_per_actor: float = 0.0
+    cpus_per_actor: float = 1.0
+    max_restarts: int = 3
+    max_task_retries: int = 3
+    runtime_env: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        """Validate the sizes before anything starts."""
+        if not isinstance(self.actors, int) or isinstance(self.actors, bool) or self.actors < 1:
+            msg = f"actors={self.actors!r}; expected a positive int"
+            raise InvalidInputError(msg)
+        for name in ("gpus_per_actor", "cpus_per_actor"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or value < 0:
+                msg = f"{name}={value!r}; expected a number >= 0"
+                raise InvalidInputError(msg)
+
+
+class RayEmbedder:
+    """Embed windows of texts on a pool of Ray actors that share one context.
+
+    Args:
+        spec: How each actor loads the model.
+        context: The shared context (made by the same weights).
+        options: Pool sizing.
+        prefix: The document prefix to use (None: the model's).
+
+    Example:
+        >>> with RayEmbedder(spec, context, RayOptions(actors=4)) as pool:  # doctest: +SKIP
+        ...     for vectors in pool.imap(windows):
+        ...         ...
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        context: CorpusContext,
+        options: RayOptions | None = None,
+        *,
+        prefix: str | None = None,
+    ) -> None:
+        """Start (or join) Ray and create the actors; see the class docstring."""
+        self.options = options or RayOptions()
+        self.ray = import_ray()
+        if not self.ray.is_initialized():
+            self.ray.init(address=self.options.address, log_to_driver=False)
+        device = "cuda" if self.options.gpus_per_actor > 0 else "cpu"
+        remote = self.ray.remote(
+            num_cpus=self.options.cpus_per_actor,
+            num_gpus=self.options.gpus_per_actor,
+            max_restarts=self.options.max_restarts,
+            max_task_retries=self.options.max_task_retries,
+            runtime_env=self.options.runtime_env,
+        )(EmbedWorker)
+        # Held for the pool's lifetime: a restarted actor fetches the bytes again.
+        self._context_ref = self.ray.put(context.to_bytes())
+        self.fingerprint = context.fingerprint
+        self.actors = [
+            remote.remote(spec, self._context_ref, context.fingerprint, prefix, device)
+            for _ in range(self.options.actors)
+        ]
+        # Fail fast (and clearly) when an actor cannot load the model or refuses the context.
+        seen = self.ray.get([actor.fingerprint.remote() for actor in self.actors])
+        if any(fp != context.fingerprint for fp in seen):  # pragma: no cover - checked in actor
+            msg = "a Ray actor embeds with another context"
+            raise RuntimeError(msg)
+        logger.info("%d Ray actors ready (context %s)", len(self.actors), self.fingerprint[:12])
+
+    def __enter__(self) -> RayEmbedder:
+        """Use as a context manager: the actors are released on exit."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Release the actors."""
+        self.close()
+
+    def close(self) -> None:
+        """Kill the actors (the Ray instance stays up for the caller)."""
+        for actor in self.actors:
+            self.ray.kill(actor)
+        self.actors = []
+
+    def imap(self, windows: Iterable[Sequence[str]]) -> Iterator[npt.NDArray[np.float32]]:
+        """Vectors of each window, in the order given; at most two windows per actor in flight.
+
+        Windows are dealt to the actors in turn (equal-sized windows keep them evenly busy) and
+        each is embedded whole by one actor. The iterable is consumed lazily, so a long stream
+        of windows never sits in memory at once.
+        """
+        if not self.actors:
+            msg = "this RayEmbedder is closed; create a new one"
+            raise InvalidInputError(msg)
+        pending: deque[Any] = deque()
+        limit = 2 * len(self.actors)
+        for turn, window in enumerate(windows):
+            actor = self.actors[turn % len(self.actors)]
+            pending.append(actor.embed.remote(list(window)))
+            if len(pending) >= limit:
+                yield np.asarray(self.ray.get(pending.popleft()), dtype=np.float32)
+        while pending:
+            yield np.asarray(self.ray.get(pending.popleft()), dtype=np.float32)
+
+    def embed(self, texts: Sequence[str], *, window: int = 512) -> npt.NDArray[np.float32]:
+        """All vectors of ``texts`` (split into windows of ``window`` texts), in input order."""
+        windows = [texts[i : i + window] for i in range(0, len(texts), window)]
+        parts = list(self.imap(windows))
+        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)

@@ -1,0 +1,129 @@
+"""The work one Ray actor does: load the model once, check the shared context, embed (and write).
+
+An actor receives the context as safetensors bytes through Ray's object store (one copy per
+node, not per task), decodes it with full validation and refuses to start when its fingerprint
+is not the one the driver announced or the context was made by other weights. Every later call
+embeds with that decoded tensor, so all actors of a job use bit-identical dataset embeddings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from cde_rag import CDEEncoder, CorpusContext
+from cde_rag.errors import ContextMismatchError
+
+logger = logging.getLogger(__name__)
+
+CRASH_ENV = "CDE_RAG_TEST_RAY_CRASH"
+"""Test hook: ``"<marker file>:<call number>"``. The first actor to reach that call number
+creates the marker and dies with ``os._exit`` (a hard crash, as a lost node would look); the
+marker makes it happen once per job, so Ray's restart and retry can be observed."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How every actor loads the model: a hub id or a folder every node can read, plus options.
+
+    Attributes:
+        name_or_path: ``"jxm/cde-small-v2"`` or a path present on every node.
+        options: Keyword arguments for :meth:`CDEEncoder.from_pretrained` (``device`` is
+            chosen per actor: ``"cuda"`` when the actor holds a GPU, else ``"cpu"``).
+        threads: ``torch.set_num_threads`` inside each actor (None: torch's default).
+    """
+
+    name_or_path: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    threads: int | None = None
+
+
+def _maybe_crash(calls: int) -> None:
+    spec = os.environ.get(CRASH_ENV)
+    if not spec:
+        return
+    marker, _, number = spec.rpartition(":")
+    if calls != int(number):
+        return
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return  # this job already crashed once
+    os.close(fd)
+    logger.warning("test hook %s: killing this actor at call %d", CRASH_ENV, calls)
+    os._exit(1)
+
+
+class EmbedWorker:
+    """One model and one validated context; embeds windows of texts (Ray actor body).
+
+    Args:
+        spec: How to load the model.
+        context_bytes: ``CorpusContext.to_bytes()`` of the shared context (Ray resolves an
+            object reference passed here to the bytes).
+        fingerprint: The fingerprint the driver announced; the decoded bytes must match it.
+        prefix: The document prefix the collection records (None: the model's).
+        device: ``"cpu"`` or ``"cuda"``.
+
+    Raises:
+        ContextMismatchError: The bytes decode to another fingerprint, or the context was made
+            by other weights than the model this actor loaded.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        context_bytes: bytes | Any,
+        fingerprint: str,
+        prefix: str | None = None,
+        device: str = "cpu",
+    ) -> None:
+        """Load the model and check the context (see the class docstring)."""
+        import torch
+
+        if spec.threads is not None:
+            torch.set_num_threads(spec.threads)
+        options = {k: v for k, v in spec.options.items() if k != "device"}
+        self.encoder = CDEEncoder.from_pretrained(spec.name_or_path, device=device, **options)
+        if not isinstance(context_bytes, bytes):  # Ray Data hands constructor refs unresolved
+            import ray
+
+            context_bytes = ray.get(context_bytes)
+        self.context = CorpusContext.from_bytes(context_bytes)
+        if self.context.fingerprint != fingerprint:
+            msg = (
+                f"the context this Ray actor received has fingerprint "
+                f"{self.context.fingerprint[:12]}, the driver announced {fingerprint[:12]}; "
+                "the object store returned other bytes: re-run the job"
+            )
+            raise ContextMismatchError(msg)
+        self.context.check_compatible(self.encoder)
+        self.prefix = prefix
+        self.calls = 0
+
+    def fingerprint(self) -> str:
+        """The fingerprint of the context this actor embeds with."""
+        return self.context.fingerprint
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Document vectors of ``texts`` under the shared context (unit norm, float32)."""
+        self.calls += 1
+        _maybe_crash(self.calls)
+        return self.encoder.embed_documents(
+            list(texts), self.context, show_progress_bar=False, prefix=self.prefix
+        )
+
+
+def model_spec_for(encoder_path: str | Path, **options: Any) -> ModelSpec:
+    """A :class:`ModelSpec` for a hub id or folder (folders become absolute paths)."""
+    path = Path(encoder_path)
+    name = str(path.resolve()) if path.exists() else str(encoder_path)
+    threads = options.pop("threads", None)
+    return ModelSpec(name, options, threads)

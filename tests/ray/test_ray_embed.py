@@ -1,0 +1,117 @@
+"""The Ray actor pool embeds exactly what one process embeds, with one checked context."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cde_rag import CDEEncoder, CorpusContext
+from cde_rag.errors import ContextMismatchError, InvalidInputError
+from tests.conftest import V2_TINY, corpus_texts
+
+ray = pytest.importorskip("ray", reason="ray is in the test group: pip install -e '.[ray]'")
+
+from cde_rag_ray import ModelSpec, RayEmbedder, RayOptions, embed_dataset  # noqa: E402
+from cde_rag_ray.worker import CRASH_ENV  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.enable_socket]
+
+
+ROOT = Path(__file__).resolve().parents[2]
+# The workers import the packages from this checkout (an installed wheel needs nothing).
+ENV = {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "integrations")])}
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[None]:
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        _node_ip_address="127.0.0.1",  # loopback only
+        runtime_env={"env_vars": ENV},
+    )
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def spec() -> ModelSpec:
+    return ModelSpec(str(V2_TINY), {}, threads=1)
+
+
+def _texts() -> list[str]:
+    base = corpus_texts()
+    return [f"{t} (copy {i})" for i in range(3) for t in base]
+
+
+def test_pool_vectors_equal_single_process_bit_for_bit(
+    ray_local: None, spec: ModelSpec, v2_encoder: CDEEncoder, v2_context: CorpusContext
+) -> None:
+    texts = _texts()
+    window = 16
+    expected = np.concatenate(
+        [
+            v2_encoder.embed_documents(texts[i : i + window], v2_context, show_progress_bar=False)
+            for i in range(0, len(texts), window)
+        ]
+    )
+    with RayEmbedder(spec, v2_context, RayOptions(actors=2)) as pool:
+        got = pool.embed(texts, window=window)
+    assert got.dtype == np.float32
+    assert np.array_equal(got, expected)
+
+
+def test_actor_refuses_a_context_of_other_weights(
+    ray_local: None, spec: ModelSpec, v1_context: CorpusContext
+) -> None:
+    with pytest.raises(Exception, match=r"other weights|another model|weights") as info:
+        RayEmbedder(spec, v1_context, RayOptions(actors=1))
+    assert "ContextMismatchError" in repr(info.value) or isinstance(
+        info.value, ContextMismatchError
+    )
+
+
+def test_a_crashed_actor_is_restarted_and_its_window_retried(
+    ray_local: None,
+    spec: ModelSpec,
+    v2_encoder: CDEEncoder,
+    v2_context: CorpusContext,
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "crashed"
+    texts = _texts()
+    expected = v2_encoder.embed_documents(texts[:16], v2_context, show_progress_bar=False)
+    env = {"env_vars": {**ENV, CRASH_ENV: f"{marker}:2"}}  # each actor dies at its 2nd window, once
+    with RayEmbedder(spec, v2_context, RayOptions(actors=2, runtime_env=env)) as pool:
+        got = pool.embed(texts, window=16)
+    assert marker.exists(), "the test hook never fired: nothing was checked"
+    assert got.shape == (len(texts), v2_encoder.dim)
+    assert np.array_equal(got[:16], expected)
+    full = v2_encoder.embed_documents(texts[16:32], v2_context, show_progress_bar=False)
+    assert np.array_equal(got[16:32], full)
+
+
+def test_embed_dataset_adds_vectors_and_the_fingerprint(
+    ray_local: None, spec: ModelSpec, v2_encoder: CDEEncoder, v2_context: CorpusContext
+) -> None:
+    texts = _texts()
+    ds = ray.data.from_items([{"text": t, "n": i} for i, t in enumerate(texts)])
+    rows = embed_dataset(ds, spec, v2_context, batch_size=8, options=RayOptions(actors=2))
+    rows = sorted(rows.take_all(), key=lambda r: r["n"])
+    got = np.stack([r["vector"] for r in rows])
+    expected = v2_encoder.embed_documents(texts, v2_context, show_progress_bar=False)
+    assert np.abs(got - expected).max() <= 1e-5  # other batch composition: float noise only
+    assert {r["cde_context"] for r in rows} == {v2_context.fingerprint}
+
+
+def test_bad_sizes_are_refused_before_ray_starts() -> None:
+    with pytest.raises(InvalidInputError, match="actors"):
+        RayOptions(actors=0)
+    with pytest.raises(InvalidInputError, match="gpus_per_actor"):
+        RayOptions(gpus_per_actor=-1)
