@@ -352,7 +352,8 @@ class ContextualCollection:
         else:
             flt = metadata_filter(query_filter) or models.Filter()
             selector = models.FilterSelector(filter=flt)
-        with _store.qdrant_errors(self.client, f"delete from {self.name!r}"):
+        action = f"delete points of {self.name!r}"
+        with _store.qdrant_errors(self.client, action):
             self.client.delete(self.name, points_selector=selector, wait=True)
 
     # -- reading -------------------------------------------------------------------------
