@@ -23,7 +23,7 @@ first 10 queries) and compare the top-5 cosine table with the card's: every simi
 2e-3, the same documents (tied ranks as sets). Needs the Hugging Face Hub the first time (the
 model and the dataset's parquet files are kept in the HF cache) and the extra `verify` (pyarrow).
 
-Cost: 2,522 texts (512 context, 2,000 documents, 10 queries): about 40 minutes on 2 CPU cores,
+Cost: 2,522 texts (512 context, 2,000 documents, 10 queries): 40-50 minutes on 2 CPU cores,
 about a minute on a GPU; a progress bar shows the ETA.
 --all-switches adds the other three combinations of output_residual and
 pool_ignore_instruction_tokens at almost no extra cost: the context (stage 1) uses neither

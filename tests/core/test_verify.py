@@ -315,6 +315,12 @@ def test_bad_datasets_are_typed_errors(tmp_path: Path) -> None:
         load_card_data(blank_card(), dataset=tmp_path / "empty")
 
 
+def test_new_errors_refine_builtins() -> None:
+    assert issubclass(DatasetDownloadError, OSError)
+    assert issubclass(VerificationDataError, ValueError)
+    assert issubclass(VerificationDataError, InvalidInputError)  # the CLI exits 2 (usage)
+
+
 def test_missing_pyarrow_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)

@@ -4,7 +4,7 @@ Run it where the Hugging Face Hub is reachable::
 
     pytest -m network tests/core/test_verify_network.py -s
 
-About 40 minutes on 2 CPU cores, about a minute on a GPU (``CDE_RAG_DEVICE=cuda``). When the
+About 40-50 minutes on 2 CPU cores, about a minute on a GPU (``CDE_RAG_DEVICE=cuda``). When the
 Hub cannot be reached the test is skipped with the reason. On a mismatch the failure message
 holds the table under all four combinations of ``output_residual`` and
 ``pool_ignore_instruction_tokens`` (one extra stage-2 pass, the context is reused), which

@@ -139,7 +139,7 @@ def test_verify_usage(
     assert helped.returncode == 0
     text = " ".join(helped.stdout.split())
     for phrase in (
-        "about 40 minutes on 2 CPU cores",
+        "40-50 minutes on 2 CPU cores",
         "about a minute on a GPU",
         "--all-switches",
         "--dataset",
