@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Sequence
-from typing import Literal
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +30,9 @@ from cde_rag.encoder import CPU_BATCH_TOKENS, CDEEncoder
 from cde_rag.model._ops import mean_pool
 from cde_rag.model.cde import SecondStage
 from cde_rag.tokenization import add_prefix, validate_texts
+
+if TYPE_CHECKING:
+    from cde_rag.verify import CardData
 
 Switches = tuple[bool, bool]
 """``(output_residual, pool_ignore_instruction_tokens)``."""
@@ -82,6 +87,36 @@ def embed(
         parts.append(method(chunk, context, batch_size=batch_size, show_progress_bar=False))
         bar.update(len(chunk))
     return np.concatenate(parts)
+
+
+def count_truncated(encoder: CDEEncoder, data: CardData) -> int:
+    """How many of the card's texts exceed ``encoder.max_length`` tokens (prefix included)."""
+    parts = (
+        (data.context_documents, encoder.document_prefix),
+        (data.documents, encoder.document_prefix),
+        (data.queries, encoder.query_prefix),
+    )
+    return sum(
+        encoder.tokenizer.encode(add_prefix(texts, prefix), encoder.max_length)[1]
+        for texts, prefix in parts
+    )
+
+
+class _NoTruncationWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("truncated ")
+
+
+@contextmanager
+def one_truncation_warning() -> Iterator[None]:
+    """Silence the encoder's per-call truncation warning (the caller logs one for all chunks)."""
+    muted = _NoTruncationWarning()
+    encoder_logger = logging.getLogger("cde_rag.encoder")
+    encoder_logger.addFilter(muted)
+    try:
+        yield
+    finally:
+        encoder_logger.removeFilter(muted)
 
 
 def _twin(stage: SecondStage, switches: Switches) -> SecondStage:

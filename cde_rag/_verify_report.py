@@ -156,6 +156,7 @@ class VerifyReport:
         tolerance: The value tolerance used.
         seconds: Wall time of the embedding.
         context: The context built from the card's context documents (reusable).
+        truncated: How many texts were cut at the encoder's ``max_length``.
     """
 
     card: CardTable
@@ -170,6 +171,7 @@ class VerifyReport:
     tolerance: float
     seconds: float
     context: CorpusContext = dataclasses.field(repr=False, compare=False)
+    truncated: int = 0
 
     @property
     def passed(self) -> bool:
@@ -240,6 +242,7 @@ class VerifyReport:
             ],
             "suggestion": self.suggestion(),
             "context_fingerprint": self.context.fingerprint,
+            "truncated": self.truncated,
             "seconds": round(self.seconds, 1),
         }
 
@@ -265,7 +268,8 @@ def format_report(report: VerifyReport, *, max_problems: int = 10) -> str:
         f"{report.revision}) on {report.device}, {report.dtype}",
         f"data     {report.data_source or 'given texts'}: context = last {card.n_context} of "
         f"{card.document_column!r}, documents = first {card.n_documents}, queries = first "
-        f"{card.n_queries} of {card.query_column!r}",
+        f"{card.n_queries} of {card.query_column!r}"
+        + (f" ({report.truncated} texts cut at max_length)" if report.truncated else ""),
         f"check    top-{k} cosine per query against {card.model_id}'s card: |diff| <= "
         f"{report.tolerance:g}, same documents (tied ranks as sets)",
     ]

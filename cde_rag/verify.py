@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -41,6 +42,8 @@ from cde_rag._verify_report import (
 from cde_rag.context import CorpusContext
 from cde_rag.encoder import CDEEncoder, progress_enabled
 from cde_rag.errors import InvalidInputError, VerificationDataError
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ALL_SWITCHES",
@@ -276,9 +279,23 @@ def run_card_check(
         + (0 if context is not None else len(data.context_documents))
     )
     kw: dict[str, Any] = {"batch_size": batch_size}
-    with tqdm(
-        total=total, desc="Verifying", unit="text", disable=not progress_enabled(show_progress_bar)
-    ) as bar:
+    truncated = _verify_embed.count_truncated(encoder, data)
+    if truncated:
+        logger.warning(
+            "truncated %d of %d texts to max_length=%d tokens",
+            truncated,
+            len(data.context_documents) + len(data.documents) + len(data.queries),
+            encoder.max_length,
+        )
+    with (
+        tqdm(
+            total=total,
+            desc="Verifying",
+            unit="text",
+            disable=not progress_enabled(show_progress_bar),
+        ) as bar,
+        _verify_embed.one_truncation_warning(),
+    ):
         if context is None:
             context = _verify_embed.build_context(encoder, data.context_documents, bar, **kw)
         if all_switches:
@@ -312,4 +329,5 @@ def run_card_check(
         tolerance=tolerance,
         seconds=time.perf_counter() - start,
         context=context,
+        truncated=truncated,
     )

@@ -336,3 +336,36 @@ def test_context_rows_are_the_last_documents_in_order(
     expected = v2_encoder.first_stage_embeddings(list(data.context_documents))
     torch.testing.assert_close(report.context.embeddings, torch.from_numpy(expected))
     assert report.context.provenance.strategy == "given"
+
+
+def test_truncation_is_reported_once_for_all_chunks(
+    v2_encoder: CDEEncoder, data: CardData, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cde_rag import _verify_embed
+
+    v2_encoder.max_length = 12
+    big = dataclasses.replace(data, documents=data.documents * 10)  # several chunks
+    card = blank_card(n_documents=len(big.documents))
+    lengths = [
+        len(ids)
+        for ids in v2_encoder.tokenizer.encode(
+            [f"search_document: {t}" for t in big.context_documents + big.documents], 10_000
+        )[0]
+    ]
+    expected = sum(n > 12 for n in lengths)
+    assert len(big.documents) > _verify_embed.CHUNK and expected > 0
+    with caplog.at_level("WARNING", logger="cde_rag"):
+        report = run_card_check(v2_encoder, big, card, show_progress_bar=False)
+    warnings = [r.getMessage() for r in caplog.records if "truncated" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    queries_cut = v2_encoder.tokenizer.encode([f"search_query: {q}" for q in big.queries], 12)[1]
+    assert report.truncated == expected + queries_cut
+    assert warnings[0].startswith(f"truncated {report.truncated} of ")
+    assert f"({report.truncated} texts cut at max_length)" in format_report(report)
+    assert logging_filters_restored()
+
+
+def logging_filters_restored() -> bool:
+    import logging
+
+    return not logging.getLogger("cde_rag.encoder").filters
