@@ -190,10 +190,11 @@ class VerifyReport:
         if self.dtype != "float32":
             return f"the card was computed in float32: run again in float32, not {self.dtype}."
         if len(self.checks) == 1:
+            residual, pooling = (not s for s in self.default)
             return (
                 "try the switches output_residual and pool_ignore_instruction_tokens "
-                "(CDEEncoder.from_pretrained(..., output_residual=False) or "
-                "pool_ignore_instruction_tokens=False); `cde-rag verify --all-switches` "
+                f"(CDEEncoder.from_pretrained(..., output_residual={residual}) or "
+                f"pool_ignore_instruction_tokens={pooling}); `cde-rag verify --all-switches` "
                 "compares all four combinations in one pass over the texts."
             )
         if self.matching:

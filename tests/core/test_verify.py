@@ -163,7 +163,7 @@ def test_all_switches_finds_the_combination_that_reproduces(
     other = CDEEncoder.from_pretrained(V2_TINY, device="cpu", output_residual=False)
     single = run_card_check(other, data, card, show_progress_bar=False)
     assert not single.passed
-    assert "output_residual" in (single.suggestion() or "")
+    assert "from_pretrained(..., output_residual=True)" in (single.suggestion() or "")
     sweep = run_card_check(other, data, card, all_switches=True, context=single.context)
     assert sweep.checks[0].switches == (False, True)  # as loaded, first
     assert sorted(c.switches for c in sweep.checks) == sorted(ALL_SWITCHES)
