@@ -30,7 +30,9 @@ pool_ignore_instruction_tokens at almost no extra cost: the context (stage 1) us
 switch and both act after the stage-2 backbone, so one pass serves all four.
 
 exit codes: 0 reproduced · 9 not reproduced (the table shows where) · 4 model or dataset not
-available (offline: pass local copies with --model / --dataset) · 1 other error · 2 usage
+available (offline: pass local copies with --model / --dataset) · 2 usage, or a dataset
+without the card's columns or rows · 1 other error (e.g. pyarrow missing: the message says what
+to install)
 """
 
 
