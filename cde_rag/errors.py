@@ -15,10 +15,12 @@ __all__ = [
     "ContextError",
     "ContextMismatchError",
     "ContextNotSetError",
+    "DatasetDownloadError",
     "InvalidInputError",
     "ModelDownloadError",
     "OptionalDependencyError",
     "TokenizerNotFoundError",
+    "VerificationDataError",
 ]
 
 
@@ -64,6 +66,14 @@ class ContextNotSetError(ContextError):
 
 class InvalidInputError(CDERagError, ValueError):
     """Texts or arguments given to the encoder are invalid."""
+
+
+class DatasetDownloadError(CDERagError, OSError):
+    """A dataset (``cde_rag.verify``'s reference data) could not be fetched from the Hub."""
+
+
+class VerificationDataError(InvalidInputError):
+    """Reference data for ``cde_rag.verify`` is unreadable, lacks a column or has too few rows."""
 
 
 class OptionalDependencyError(CDERagError, ImportError):

@@ -20,8 +20,10 @@ from cde_rag.errors import (
     CheckpointError,
     ContextCorruptError,
     ContextMismatchError,
+    DatasetDownloadError,
     InvalidInputError,
 )
+from cde_rag_qdrant import cli_verify
 from cde_rag_qdrant.errors import (
     CollectionEmptyError,
     CollectionNotFoundError,
@@ -64,11 +66,13 @@ exit codes:
   1    other error (message on stderr)
   2    usage error: bad arguments, missing paths, no supported files
   3    partial: some inputs were skipped (each reported as path:line: reason)
-  4    model could not be loaded (offline/unknown hub id: pass a local folder to --model)
+  4    model could not be loaded (offline/unknown hub id: pass a local folder to --model),
+       or verify's dataset could not be downloaded (pass a local copy to --dataset)
   5    the embedded store is in use by another process
   6    collection missing, empty, or without a cde-rag context
   7    stored context refused: corrupted, or made by another model
   8    Qdrant server unreachable or refused the API key
+  9    verify: the embeddings do not reproduce the model card's table
   130  interrupted
 
 examples:
@@ -77,6 +81,7 @@ examples:
   cde-rag info --json
   cde-rag recontextualize --check             # is a new context worth it?
   cde-rag search "q" --qdrant-url http://localhost:6333   # a server (docker compose up -d)
+  cde-rag verify --all-switches               # reproduce the cde-small-v2 card (needs the Hub)
 """
 
 
@@ -165,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     recon.add_argument("--skip-textless", action="store_true", help="drop points without text")
     recon.add_argument("--keep-old", action="store_true", help="keep the old collection")
     _context_options(recon)
+    cli_verify.add_parser(sub, EPILOG)
     return parser
 
 
@@ -432,6 +438,8 @@ _COMMANDS = {
     "info": _info,
     "recontextualize": _recontextualize,
 }
+_STORELESS = {"verify": cli_verify.run}
+"""Commands that neither need nor create a Qdrant store."""
 
 
 def _exit_code(exc: BaseException) -> int:
@@ -439,7 +447,7 @@ def _exit_code(exc: BaseException) -> int:
         return exc.code
     table: list[tuple[tuple[type[BaseException], ...], int]] = [
         ((StoreLockedError,), EXIT_LOCKED),
-        ((CheckpointError,), EXIT_MODEL),
+        ((CheckpointError, DatasetDownloadError), EXIT_MODEL),
         ((CollectionNotFoundError, CollectionEmptyError, ContextMissingError), EXIT_NO_COLLECTION),
         ((ContextCorruptError, ContextMismatchError), EXIT_CONTEXT),
         ((QdrantUnavailableError,), EXIT_UNAVAILABLE),
@@ -458,6 +466,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     client: QdrantClient | None = None
     try:
+        if args.command in _STORELESS:
+            return _STORELESS[args.command](args)
         if args.command == "ingest":
             _read_inputs(args)
         client = _connect(args)
@@ -465,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (_Fail, CDERagError) as exc:
         code = _exit_code(exc)
         print(f"cde-rag: error: {exc}", file=sys.stderr)
-        if code == EXIT_MODEL:
+        if code == EXIT_MODEL and isinstance(exc, CheckpointError):
             print(
                 "cde-rag: hint: pass a local checkpoint folder with --model PATH", file=sys.stderr
             )
