@@ -5,8 +5,9 @@ rows, ``T = sum(lengths)``, described by a :class:`Packing`. Linear layers, norm
 run on real rows only. Attention runs per sequence:
 
 * on CUDA in bfloat16/float16 (compute capability >= 8.0) through PyTorch's flash-attention
-  varlen kernel (``torch.nn.attention.varlen.varlen_attn``), with ModernBERT's local window
-  passed as ``window_size`` so local layers only compute the keys they may see;
+  varlen kernel (``torch.nn.attention.varlen.varlen_attn``, torch >= 2.9), with ModernBERT's
+  local window passed as ``window_size`` (torch >= 2.11; older: the fallback below) so local
+  layers only compute the keys they may see;
 * elsewhere (CPU, float32, older GPUs) by padding q/k/v of the batch for one
   ``scaled_dot_product_attention`` call: same result, no kernel requirements.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -97,14 +99,24 @@ def _varlen_attn() -> Callable[..., torch.Tensor] | None:
     return fn
 
 
-def flash_varlen_available(device: torch.device, dtype: torch.dtype) -> bool:
-    """Whether :func:`varlen_attention` uses the flash varlen kernel for this device and dtype."""
+def flash_varlen_available(device: torch.device, dtype: torch.dtype, head_dim: int = 64) -> bool:
+    """Whether :func:`varlen_attention` uses the flash varlen kernel for these inputs.
+
+    Needs CUDA, float16/bfloat16, compute capability >= 8.0, a head size that is a multiple of
+    8 up to 256, and a torch build with ``torch.nn.attention.varlen``.
+    """
     if device.type != "cuda" or dtype not in _FLASH_DTYPES or _varlen_attn() is None:
+        return False
+    if head_dim % 8 or head_dim > 256:
         return False
     if not torch.backends.cuda.flash_sdp_enabled():  # type: ignore[no-untyped-call]
         return False
-    major, _ = torch.cuda.get_device_capability(device)
-    return major >= 8
+    return _capability(device)[0] >= 8
+
+
+@functools.cache
+def _capability(device: torch.device) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(device)
 
 
 def varlen_attention(
@@ -133,20 +145,28 @@ def varlen_attention(
         (Tq, H, D) attention outputs.
     """
     fn = _varlen_attn()
-    if fn is not None and flash_varlen_available(q.device, q.dtype):
-        side = -1 if window is None else window
+    usable = fn is not None and flash_varlen_available(q.device, q.dtype, q.shape[-1])
+    if fn is not None and usable and (window is None or _varlen_has_window()):
+        extra = {} if window is None else {"window_size": (window, window)}
         out: torch.Tensor = fn(
-            q,
-            k,
-            v,
+            q.contiguous(),
+            k.contiguous(),
+            v.contiguous(),
             q_packing.cu_seqlens,
             k_packing.cu_seqlens,
             q_packing.max_len,
             k_packing.max_len,
-            window_size=(side, side),
+            **extra,
         )
         return out
     return _padded_attention(q, k, v, q_packing, k_packing, window)
+
+
+@functools.cache
+def _varlen_has_window() -> bool:
+    """Whether this torch's ``varlen_attn`` takes ``window_size`` (torch >= 2.11)."""
+    fn = _varlen_attn()
+    return fn is not None and "window_size" in inspect.signature(fn).parameters
 
 
 def _padded_attention(
