@@ -11,10 +11,12 @@ from torch.testing import assert_close
 
 from cde_rag import CDEEncoder, CorpusContext
 from cde_rag._fastpath import resolve_attention
+from cde_rag.config import ModernBertConfig
 from cde_rag.errors import ContextMismatchError, InvalidInputError
+from cde_rag.model import varlen
 from cde_rag.model.cde import CDEModel
 from cde_rag.model.unpadded import set_attention
-from cde_rag.model.varlen import Packing, varlen_attention
+from cde_rag.model.varlen import Packing, _padded_attention, varlen_attention
 from tests.conftest import V1_TINY, V2_TINY, corpus_texts, golden
 
 ATOL = 1e-5
@@ -204,3 +206,55 @@ def test_bfloat16_packed_is_close_to_float32(request: pytest.FixtureRequest, ver
     built = bf16.build_context(texts, show_progress_bar=False)
     row_cos = torch.nn.functional.cosine_similarity(built.embeddings, context.embeddings)
     assert row_cos.min() >= 0.999
+
+
+@pytest.mark.parametrize("has_window", [True, False])
+def test_flash_dispatch_passes_varlen_arguments(
+    models: tuple, monkeypatch: pytest.MonkeyPatch, has_window: bool
+) -> None:
+    """The CUDA branch on CPU: a stand-in for ``varlen_attn`` checks what it is given.
+
+    Without ``window_size`` support (torch < 2.11) local layers take the fallback kernel.
+    """
+    padded, packed, g = models
+    calls: list[tuple[int, int] | None] = []
+
+    def fake_varlen_attn(
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        cu_q: torch.Tensor,
+        cu_k: torch.Tensor,
+        max_q: int,
+        max_k: int,
+        *,
+        window_size: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        assert cu_q.dtype == cu_k.dtype == torch.int32
+        assert q.is_contiguous() and k.is_contiguous() and v.is_contiguous()
+        q_pack, k_pack = Packing.from_lengths(cu_q.diff()), Packing.from_lengths(cu_k.diff())
+        assert (q_pack.max_len, k_pack.max_len) == (max_q, max_k)
+        assert q_pack.total == q.shape[0] and k_pack.total == k.shape[0]
+        calls.append(window_size)
+        window = None if window_size is None else window_size[0]
+        assert window_size is None or window_size == (window, window)
+        return _padded_attention(q, k, v, q_pack, k_pack, window)
+
+    monkeypatch.setattr(varlen, "_varlen_attn", lambda: fake_varlen_attn)
+    monkeypatch.setattr(varlen, "flash_varlen_available", lambda *args: True)
+    monkeypatch.setattr(varlen, "_varlen_has_window", lambda: has_window)
+    ids, mask = _mixed_batch(g)
+    with torch.inference_mode():
+        context = padded.prepare_context(g["dataset_embeddings"])
+        expected = padded.second_stage_model(ids, mask, context)
+        got = packed.second_stage_model(ids, mask, context)
+    assert_close(got, expected, rtol=0, atol=ATOL)
+    backbone = packed.config.backbone
+    if isinstance(backbone, ModernBertConfig):
+        layers = backbone.num_hidden_layers
+        n_global = len(range(0, layers, backbone.global_attn_every_n_layers))
+        window = backbone.local_attention // 2
+        local = [(window, window)] * (layers - n_global) if has_window else []
+        assert sorted(calls, key=str) == sorted([None] * n_global + local, key=str)
+    else:
+        assert calls == [None] * backbone.n_layer
