@@ -51,7 +51,7 @@ from _common import (
 )
 
 from cde_rag._fastpath import auto_dtype, resolve_attention
-from cde_rag.model.varlen import flash_varlen_available
+from cde_rag.model.varlen import _varlen_has_window, flash_varlen_available
 
 VARIANTS = ("fp32-padded", "fp32-packed", "bf16-packed", "fp16-packed")
 REFERENCE, FAST = "fp32-padded", "bf16-packed"
@@ -74,7 +74,8 @@ def device_line(device: torch.device) -> str:
         return (
             f"device: cuda ({props.name}, {props.total_memory / 2**30:.0f} GiB, compute "
             f"capability {props.major}.{props.minor}, flash varlen bf16 "
-            f"{'yes' if flash_varlen_available(device, torch.bfloat16) else 'NO'})"
+            f"{'yes' if flash_varlen_available(device, torch.bfloat16) else 'NO'}, local "
+            f"window in the kernel {'yes' if _varlen_has_window() else 'NO (torch < 2.11)'})"
         )
     flags = cpu_bf16_flags()
     return (
