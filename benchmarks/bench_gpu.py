@@ -109,22 +109,33 @@ def peak_mib(device: torch.device, base_kib: int) -> float:
 
 def load_variants(
     names: list[str], folder: Path, device: torch.device, warm_texts: list[str], batch_size: int
-) -> dict[str, tuple[CDEEncoder, CorpusContext]]:
-    """Load one encoder per variant (same weights, same random context) and warm it up."""
-    loaded = {}
+) -> tuple[dict[str, tuple[CDEEncoder, CorpusContext]], dict[str, str]]:
+    """Load one encoder per variant (same weights, same random context) and warm it up.
+
+    A variant other than the reference that fails here (a kernel missing on this GPU, say) is
+    reported and left out, so one run still measures the others.
+    """
+    loaded, errors = {}, {}
     for name in names:
         dtype, attention = name.split("-")
-        encoder = CDEEncoder.from_pretrained(
-            folder, device=device, dtype=DTYPES[dtype], attention=attention
-        )
-        assert encoder.attention == attention
-        context = random_context(encoder)
-        # warm-up: allocator, kernels (cuBLAS/flash autotuning, oneDNN primitives)
-        encoder.embed_documents(warm_texts, context, batch_size=batch_size, **QUIET)
-        encoder.embed_queries(warm_texts[:2], context, **QUIET)
-        encoder.first_stage_embeddings(warm_texts[:4], **QUIET)
+        try:
+            encoder = CDEEncoder.from_pretrained(
+                folder, device=device, dtype=DTYPES[dtype], attention=attention
+            )
+            assert encoder.attention == attention
+            context = random_context(encoder)
+            # warm-up: allocator, kernels (cuBLAS/flash autotuning, oneDNN primitives)
+            encoder.embed_documents(warm_texts, context, batch_size=batch_size, **QUIET)
+            encoder.embed_queries(warm_texts[:2], context, **QUIET)
+            encoder.first_stage_embeddings(warm_texts[:4], **QUIET)
+        except Exception as exc:
+            if name == REFERENCE:
+                raise
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            print(f"  {name} FAILED, left out: {errors[name]}", flush=True)
+            continue
         loaded[name] = (encoder, context)
-    return loaded
+    return loaded, errors
 
 
 def timed_passes(
@@ -254,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{n_queries} queries of 8..32 tokens; stage 1 on {n_stage1} docs; best of {repeats} "
             "interleaved passes"
         )
-        loaded = load_variants(variants, folder, device, texts[:batch_size], batch_size)
+        loaded, errors = load_variants(variants, folder, device, texts[:batch_size], batch_size)
+        variants = [name for name in variants if name in loaded]
+        results["errors"] = errors
         print(f"  loaded and warmed up ({time.perf_counter() - t_start:.0f} s so far)", flush=True)
         figures, vectors, rows = timed_passes(
             loaded, device, texts, queries, n_stage1, batch_size, repeats
@@ -312,13 +325,16 @@ def main(argv: list[str] | None = None) -> int:
             f"min cosine {min(fast['cosine_min'], fast['stage1_cosine_min']):.5f} "
             f"(>= {COSINE_TARGET}: {'ok' if agree else 'FAIL'})"
         )
+    for name, error in errors.items():
+        verdicts[f"{name}_ran"] = False
+        print(f"{name} FAILED: {error}")
     results["verdicts"] = verdicts
     elapsed = time.perf_counter() - t_start
     results["elapsed_s"] = elapsed
     print(f"\nelapsed {elapsed:.0f} s on {device.type}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
-    return 0
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ if ! python3 -c "import cde_rag, torch; assert torch.cuda.is_available()"; then
 fi
 
 # The project's addopts need pytest-socket/pytest-asyncio, which the GPU image lacks: override.
-python3 -m pytest -o addopts="" -p no:cacheprovider -q -rA \
+python3 -m pytest -o addopts="" -o timeout=300 -p no:cacheprovider -q -rA \
   tests/core/test_gpu.py tests/core/test_packed.py tests/core/test_parity.py 2>&1 |
   tee "$out/pytest.log"
 tests=${PIPESTATUS[0]}
