@@ -147,7 +147,7 @@ def test_missing_query_scores_zero_and_run_file_errors(tmp_path: Path) -> None:
     assert all(values[m][0] == 0.0 for m in METRICS)
     bad = tmp_path / "bad.trec"
     bad.write_text("q1 Q0 d1 1 0.5\n")
-    with pytest.raises(DatasetFormatError, match="bad.trec:1"):
+    with pytest.raises(DatasetFormatError, match=r"bad\.trec:1"):
         read_trec_run(bad)
     with pytest.raises(DatasetFormatError, match="without spaces"):
         write_trec_run(tmp_path / "x.trec", {}, "two words")
