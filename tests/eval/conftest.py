@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import V2_TINY, corpus_texts
+from tests.qdrant.conftest import run_cli  # noqa: F401 - the CLI runner fixture, shared
 
 
 def write_beir(

@@ -72,7 +72,7 @@ def collection_run(
     id_key: str = "_id",
     depth: int = RUN_DEPTH,
 ) -> tuple[Run, int]:
-    """Search ``collection_name`` with query vectors; returns the run and unmapped hits.
+    """Search ``collection_name``; returns the run and the number of hits without ``id_key``.
 
     Only points of the context ``fingerprint`` are searched. ``known_ids`` (the judged corpus
     ids) lets point ids be translated back (see the module docstring).
@@ -85,7 +85,7 @@ def collection_run(
     by_point = {point_id(d): d for d in known_ids}
     flt = models.Filter(must=[fingerprint_condition(fingerprint)])
     run: Run = {}
-    unmapped = 0
+    keyless = 0
     for start in range(0, len(query_ids), QUERY_BATCH):
         requests = [
             models.QueryRequest(
@@ -104,10 +104,8 @@ def collection_run(
                 meta: Any = (point.payload or {}).get(METADATA_PAYLOAD_KEY) or {}
                 doc = meta.get(id_key) if isinstance(meta, dict) else None
                 if doc is None:
-                    doc = by_point.get(str(point.id))
-                    if doc is None:
-                        unmapped += 1
-                        doc = str(point.id)
+                    keyless += 1
+                    doc = by_point.get(str(point.id), str(point.id))
                 ranking.append((str(doc), float(point.score)))
             run[qid] = ranking
-    return run, unmapped
+    return run, keyless

@@ -264,7 +264,7 @@ def evaluate_collection(
         ),
     )
     judged = sorted({d for rels in dataset.qrels.values() for d in rels})
-    run, unmapped = collection_run(
+    run, keyless = collection_run(
         client, collection_name, queries, dataset.query_ids, col.fingerprint, judged,
         id_key=id_key,
     )  # fmt: skip
@@ -275,10 +275,10 @@ def evaluate_collection(
     result.seconds = time.perf_counter() - start
     result.notes.append(f"context {col.fingerprint[:12]}; {col.count()} points")
     notes = list(dataset.notes)
-    if unmapped:
+    if keyless:
         notes.append(
-            f"{unmapped} hits carry no metadata[{id_key!r}] and match no judged id; they "
-            "count as not relevant"
+            f"{keyless} hits carry no metadata[{id_key!r}]; they were matched to judged corpus "
+            "ids through their point ids (UUIDv5 of the id given at ingest)"
         )
     report = EvaluationReport(
         dataset=dataset.name,
