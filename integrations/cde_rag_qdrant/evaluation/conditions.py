@@ -87,7 +87,10 @@ class BaselineCondition:
     @property
     def name(self) -> str:
         """Label in tables, run files and the JSON report."""
-        return f"baseline:{Path(self.model.rstrip('/')).name or self.model}"
+        text = self.model.rstrip("/")
+        if len(text) > 40:  # a long folder path: its last two parts
+            text = "/".join(Path(text).parts[-2:])
+        return f"baseline:{text}"
 
     @property
     def description(self) -> str:
