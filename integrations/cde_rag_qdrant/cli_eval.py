@@ -83,7 +83,9 @@ def add_eval_parser(
     )
     g.add_argument("--id-key", default="_id", help="metadata key of the corpus id (default: _id)")
     where = g.add_mutually_exclusive_group()
-    where.add_argument("--qdrant-path", default=None, help="embedded store (with --collection)")
+    where.add_argument(
+        "--qdrant-path", default=None, help="embedded store (with --collection; default ./cde_data)"
+    )
     where.add_argument("--qdrant-url", default=None, help="Qdrant server URL (with --collection)")
     g.add_argument(
         "--api-key",

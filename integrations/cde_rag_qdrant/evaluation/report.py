@@ -127,7 +127,7 @@ class EvaluationReport:
                 cell = f"{c.metrics[m]:.4f}"
                 if ref is not None and c is not ref and c.p_values is not None:
                     delta = c.metrics[m] - ref.metrics[m]
-                    mark = "*" if c.p_values[m] < ALPHA else " "
+                    mark = "*" if c.p_values[m] < ALPHA else ""
                     cell += f" ({delta:+.4f}{mark})"
                 cells.append(cell)
             cells += [f"{c.seconds:.1f}s", "+".join(c.cached) or "-"]
@@ -139,7 +139,8 @@ class EvaluationReport:
             if len(row) != len(header):
                 lines.append(f"{row[0]:<{widths[0]}}  {row[1]}")
                 continue
-            lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+            cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=True)]
+            lines.append("  ".join(cells).rstrip())
         lines.insert(1, "  ".join("-" * w for w in widths))
         footer = (
             f"{self.dataset} ({self.split}): {self.n_queries} queries"
