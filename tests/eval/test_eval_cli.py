@@ -89,3 +89,17 @@ def test_collection_points_without_the_id_key_map_through_point_ids(tmp_path: Pa
     local = evaluate(data, encoder, conditions=["uniform"])
     assert report.conditions[0].per_query == local.conditions[0].per_query
     assert any("matched to judged corpus ids through their point ids" in n for n in report.notes)
+
+
+def test_empty_collection_and_corpus_less_data_are_refused(tmp_path: Path) -> None:
+    from cde_rag_qdrant.errors import CollectionEmptyError, DatasetFormatError
+    from cde_rag_qdrant.evaluation import evaluate, evaluate_collection, load_beir
+
+    folder = tiny_beir(tmp_path / "tiny")
+    encoder = CDEEncoder.from_pretrained(V2_TINY, device="cpu")
+    client = connect(location=":memory:")
+    ContextualCollection.create(client, "empty", encoder, corpus=["one text", "another text"])
+    with pytest.raises(CollectionEmptyError, match="cde-rag ingest corpus.jsonl"):
+        evaluate_collection(client, "empty", folder, encoder)
+    with pytest.raises(DatasetFormatError, match="no corpus to search"):
+        evaluate(load_beir(folder, read_corpus=False), encoder, conditions=["uniform"])

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from cde_rag import CDEEncoder, CorpusContext
-from cde_rag.encoder import RANDOM_STRINGS_FILE
+from cde_rag.encoder import RANDOM_STRINGS_FILE, progress_enabled
 from cde_rag.errors import ContextError, InvalidInputError, OptionalDependencyError
 from cde_rag.hub import file_sha256
 from cde_rag_qdrant.evaluation.beir import RetrievalData
@@ -269,7 +269,7 @@ class Representations:
         st = self._load_baseline(condition.model)
         base = {"model": condition.model, "weights": _state_hash(st),
                 "max_length": st.max_seq_length}  # fmt: skip
-        show = self.progress if self.progress is not None else logger.isEnabledFor(logging.INFO)
+        show = progress_enabled(self.progress)
 
         def encode(kind: str, texts: list[str]) -> Vectors:
             method = st.encode_document if kind == "documents" else st.encode_query

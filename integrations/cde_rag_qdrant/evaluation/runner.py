@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from cde_rag import CDEEncoder
 from cde_rag.errors import InvalidInputError, OptionalDependencyError
+from cde_rag_qdrant.errors import CollectionEmptyError, DatasetFormatError
 from cde_rag_qdrant.evaluation.beir import RetrievalData, load_beir
 from cde_rag_qdrant.evaluation.cache import EvalCache
 from cde_rag_qdrant.evaluation.conditions import (
@@ -143,6 +144,11 @@ def evaluate(
         OptionalDependencyError: A baseline without sentence-transformers (extra ``baseline``).
     """
     dataset = _data(data, split, read_corpus=True)
+    if not dataset.doc_ids:
+        msg = (
+            f"{dataset.name}: no corpus to search; load it with load_beir(path) (read_corpus=True)"
+        )
+        raise DatasetFormatError(msg)
     chosen = (
         default_conditions(seed, context_size)
         if conditions is None
@@ -239,6 +245,13 @@ def evaluate_collection(
         msg = "id_key must name the metadata key holding corpus ids (default '_id')"
         raise InvalidInputError(msg)
     col = ContextualCollection.open(client, collection_name, encoder)
+    points = col.count()
+    if points == 0:
+        msg = (
+            f"collection {collection_name!r} holds no documents of its context; ingest the "
+            f"corpus first: cde-rag ingest corpus.jsonl --collection {collection_name}"
+        )
+        raise CollectionEmptyError(msg)
     out = None if output_dir is None else Path(output_dir)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -273,7 +286,7 @@ def evaluate_collection(
     _score(result, run, dataset, out)
     result.cached = ["queries"] if hit else []
     result.seconds = time.perf_counter() - start
-    result.notes.append(f"context {col.fingerprint[:12]}; {col.count()} points")
+    result.notes.append(f"context {col.fingerprint[:12]}; {points} points")
     notes = list(dataset.notes)
     if keyless:
         notes.append(
