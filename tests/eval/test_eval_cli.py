@@ -99,7 +99,7 @@ def test_empty_collection_and_corpus_less_data_are_refused(tmp_path: Path) -> No
     encoder = CDEEncoder.from_pretrained(V2_TINY, device="cpu")
     client = connect(location=":memory:")
     ContextualCollection.create(client, "empty", encoder, corpus=["one text", "another text"])
-    with pytest.raises(CollectionEmptyError, match="cde-rag ingest corpus.jsonl"):
+    with pytest.raises(CollectionEmptyError, match=r"cde-rag ingest corpus\.jsonl"):
         evaluate_collection(client, "empty", folder, encoder)
     with pytest.raises(DatasetFormatError, match="no corpus to search"):
         evaluate(load_beir(folder, read_corpus=False), encoder, conditions=["uniform"])
