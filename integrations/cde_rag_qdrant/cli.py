@@ -24,6 +24,7 @@ from cde_rag.errors import (
     InvalidInputError,
 )
 from cde_rag_qdrant import cli_verify
+from cde_rag_qdrant.cli_eval import add_eval_parser, run_eval
 from cde_rag_qdrant.errors import (
     CollectionEmptyError,
     CollectionNotFoundError,
@@ -80,6 +81,7 @@ examples:
   cde-rag search "how do I rotate keys?" --limit 5
   cde-rag info --json
   cde-rag recontextualize --check             # is a new context worth it?
+  cde-rag eval ./scifact                      # does the context pay on this data set?
   cde-rag search "q" --qdrant-url http://localhost:6333   # a server (docker compose up -d)
   cde-rag verify --all-switches               # reproduce the cde-small-v2 card (needs the Hub)
 """
@@ -171,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     recon.add_argument("--keep-old", action="store_true", help="keep the old collection")
     _context_options(recon)
     cli_verify.add_parser(sub, EPILOG)
+    add_eval_parser(sub, argparse.RawDescriptionHelpFormatter, EPILOG)
     return parser
 
 
@@ -470,6 +473,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _STORELESS[args.command](args)
         if args.command == "ingest":
             _read_inputs(args)
+        if args.command == "eval":  # opens a store only for --collection
+            return run_eval(args, lambda: _connect(args))
         client = _connect(args)
         return _COMMANDS[args.command](args, client)
     except (_Fail, CDERagError) as exc:

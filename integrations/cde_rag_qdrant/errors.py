@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cde_rag.errors import CDERagError, ContextError
+from cde_rag.errors import CDERagError, ContextError, InvalidInputError
 
 __all__ = [
     "CollectionConfigError",
@@ -10,6 +10,7 @@ __all__ = [
     "CollectionExistsError",
     "CollectionNotFoundError",
     "ContextMissingError",
+    "DatasetFormatError",
     "QdrantUnavailableError",
     "StoreLockedError",
 ]
@@ -41,3 +42,7 @@ class StoreLockedError(CDERagError, RuntimeError):
 
 class QdrantUnavailableError(CDERagError, ConnectionError):
     """A Qdrant server could not be reached or answered with an unexpected error."""
+
+
+class DatasetFormatError(InvalidInputError):
+    """An evaluation data set (BEIR layout: corpus, queries, qrels) is missing or malformed."""
