@@ -14,8 +14,10 @@ Example:
 from __future__ import annotations
 
 from cde_rag_qdrant._store import connect, read_context, read_record
+from cde_rag_qdrant.async_collection import AsyncContextualCollection
 from cde_rag_qdrant.collection import ContextualCollection
 from cde_rag_qdrant.errors import (
+    ClientTypeError,
     CollectionConfigError,
     CollectionEmptyError,
     CollectionExistsError,
@@ -39,6 +41,8 @@ __all__ = [
     "FINGERPRINT_PAYLOAD_KEY",
     "METADATA_KEY",
     "METADATA_PAYLOAD_KEY",
+    "AsyncContextualCollection",
+    "ClientTypeError",
     "CollectionConfigError",
     "CollectionEmptyError",
     "CollectionExistsError",

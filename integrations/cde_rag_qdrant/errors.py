@@ -5,6 +5,7 @@ from __future__ import annotations
 from cde_rag.errors import CDERagError, ContextError
 
 __all__ = [
+    "ClientTypeError",
     "CollectionConfigError",
     "CollectionEmptyError",
     "CollectionExistsError",
@@ -41,3 +42,7 @@ class StoreLockedError(CDERagError, RuntimeError):
 
 class QdrantUnavailableError(CDERagError, ConnectionError):
     """A Qdrant server could not be reached or answered with an unexpected error."""
+
+
+class ClientTypeError(CDERagError, TypeError):
+    """A sync API was given an ``AsyncQdrantClient`` (or the reverse)."""
