@@ -161,11 +161,12 @@ class BoundContext:
     def _apply(self, record: ContextRecord, target: str, fix: str) -> bool:
         """Adopt ``record`` if it holds another context (policy permitting); True if moved."""
         with self._lock:
-            self.target = target
             if record.fingerprint == self.fingerprint:
+                self.target = target
                 return False
-            if self.on_stale == "raise":
+            if self.on_stale == "raise":  # target kept: every later call raises too
                 raise self.stale_error(record.fingerprint, fix)
+            self.target = target
             old = self.fingerprint
             self.context = record.to_context(str(self.collection_name))
             self.record = record

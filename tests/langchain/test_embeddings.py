@@ -70,7 +70,7 @@ def test_lazy_load_from_model_alias_and_fields(v2_context: CorpusContext) -> Non
 
 def test_unknown_fields_are_forbidden() -> None:
     with pytest.raises(ValidationError, match="extra"):
-        CDEEmbeddings(model_kwargs={"device": "cpu"})  # type: ignore[call-arg]
+        CDEEmbeddings(model_kwargz={"device": "cpu"})  # type: ignore[call-arg]
 
 
 def test_fit_builds_and_binds(v2_encoder_session: CDEEncoder) -> None:
