@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Iterable
 from typing import Any, Literal
@@ -52,14 +53,18 @@ class CDEEmbeddings(BaseModel, Embeddings):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
 
-    model_name: str = Field(default=DEFAULT_MODEL, alias="model")
-    """Hub id or local folder of the CDE checkpoint (from the encoder when one is given)."""
+    model_name: str = Field(
+        default_factory=lambda: os.environ.get("CDE_RAG_MODEL", DEFAULT_MODEL), alias="model"
+    )
+    """Hub id or local folder of the CDE checkpoint (from the encoder when one is given);
+    default ``$CDE_RAG_MODEL``, else ``jxm/cde-small-v2``."""
 
     revision: str | None = None
     """Hub branch, tag or commit to pin."""
 
-    device: str = "auto"
-    """Torch device: ``"auto"`` (cuda, mps, cpu), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ..."""
+    device: str = Field(default_factory=lambda: os.environ.get("CDE_RAG_DEVICE", "auto"))
+    """Torch device: ``"auto"`` (cuda, mps, cpu), ``"cpu"``, ``"cuda"``, ...; default
+    ``$CDE_RAG_DEVICE``, else ``"auto"``."""
 
     dtype: str = "float32"
     """Compute dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"`` (outputs stay float32)."""

@@ -187,7 +187,7 @@ class CDEQdrantVectorStore(QdrantVectorStore):
         """Async :meth:`add_texts` (native with an ``AsyncQdrantClient``)."""
         client = self._client
         if not isinstance(client, AsyncQdrantClient):
-            return await super().aadd_texts(texts, metadatas, ids=ids, batch_size=batch_size)  # type: ignore[no-any-return]
+            return await asyncio.to_thread(self.add_texts, texts, metadatas, ids, batch_size)
         items, metas, keys = _points.prepare(texts, metadatas, ids)
         bound = await self._apair()
         await bound.averify(full=True, fix=self._fix())
