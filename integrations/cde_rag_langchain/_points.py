@@ -23,7 +23,16 @@ from cde_rag_qdrant.payload import (
 ID_PAYLOAD_KEY = "cde_id"
 """Payload key holding the caller's document id (Qdrant point ids must be UUIDs or ints)."""
 
-CLIENT_OPTIONS = ("location", "url", "path", "api_key", "host", "port", "https", "prefix")
+CLIENT_OPTIONS: tuple[str, ...] = (
+    "location",
+    "url",
+    "path",
+    "api_key",
+    "host",
+    "port",
+    "https",
+    "prefix",
+)
 CLIENT_OPTIONS += ("timeout", "grpc_port", "prefer_grpc")
 
 

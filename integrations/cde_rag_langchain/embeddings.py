@@ -150,7 +150,11 @@ class CDEEmbeddings(BaseModel, Embeddings):
                 "to one context. Pick the accelerator with device= instead."
             )
             raise InvalidInputError(msg)
-        load = {"revision": self.revision, "device": self.device, "dtype": self.dtype}
+        load: dict[str, Any] = {
+            "revision": self.revision,
+            "device": self.device,
+            "dtype": self.dtype,
+        }
         load |= {"cache_folder": self.cache_folder, "max_length": self.max_length}
         load |= split_model_kwargs(self.model_kwargs, owner)
         load["dtype"] = normalize_dtype(load["dtype"])

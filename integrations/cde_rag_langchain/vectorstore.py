@@ -92,6 +92,7 @@ class CDEQdrantVectorStore(QdrantVectorStore):
         kwargs.setdefault("validate_embeddings", False)
         super().__init__(client, collection_name, embedding, **kwargs)  # type: ignore[arg-type]
         self._cde_embeddings = embedding
+        self._cde_client: QdrantClient | AsyncQdrantClient = client
         self._cde_bound: BoundContext | None = None
         if not isinstance(client, AsyncQdrantClient):
             self._pair(BoundContext.open(client, collection_name, on_stale=embedding.on_stale))
@@ -108,7 +109,7 @@ class CDEQdrantVectorStore(QdrantVectorStore):
 
     async def _apair(self) -> BoundContext:
         if self._cde_bound is None:
-            client = self._client
+            client = self._cde_client
             assert isinstance(client, AsyncQdrantClient)
             on_stale = self._cde_embeddings.on_stale
             self._pair(await BoundContext.aopen(client, self.collection_name, on_stale=on_stale))
@@ -134,7 +135,7 @@ class CDEQdrantVectorStore(QdrantVectorStore):
         return bound
 
     def _sync_client(self, what: str) -> QdrantClient:
-        client = self._client
+        client = self._cde_client
         if isinstance(client, AsyncQdrantClient):
             msg = f"{what}: this store holds an AsyncQdrantClient; use the async method (a{what})."
             raise InvalidInputError(msg)
@@ -176,7 +177,7 @@ class CDEQdrantVectorStore(QdrantVectorStore):
             client.upsert(self.collection_name, points=points, **kwargs)
         return keys
 
-    async def aadd_texts(  # type: ignore[override]
+    async def aadd_texts(
         self,
         texts: Iterable[str],
         metadatas: list[dict[Any, Any]] | None = None,
@@ -185,7 +186,7 @@ class CDEQdrantVectorStore(QdrantVectorStore):
         **kwargs: Any,
     ) -> list[str]:
         """Async :meth:`add_texts` (native with an ``AsyncQdrantClient``)."""
-        client = self._client
+        client = self._cde_client
         if not isinstance(client, AsyncQdrantClient):
             return await asyncio.to_thread(self.add_texts, texts, metadatas, ids, batch_size)
         items, metas, keys = _points.prepare(texts, metadatas, ids)
@@ -220,7 +221,7 @@ class CDEQdrantVectorStore(QdrantVectorStore):
 
     async def adelete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
         """Async :meth:`delete`."""
-        client = self._client
+        client = self._cde_client
         if not isinstance(client, AsyncQdrantClient):
             return await super().adelete(ids, **kwargs)
         if ids is None:
@@ -240,7 +241,7 @@ class CDEQdrantVectorStore(QdrantVectorStore):
 
     async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Async :meth:`get_by_ids`."""
-        client = self._client
+        client = self._cde_client
         if not isinstance(client, AsyncQdrantClient):
             return await super().aget_by_ids(ids)
         found = await client.retrieve(
@@ -266,7 +267,7 @@ class CDEQdrantVectorStore(QdrantVectorStore):
         """
         client = self._sync_client("similarity_search")
         bound = self._bound()
-        options = {"search_params": search_params, "offset": offset}
+        options: dict[str, Any] = {"search_params": search_params, "offset": offset}
         options |= {"score_threshold": score_threshold, "consistency": consistency, **kwargs}
         while True:
             vector = self._cde_embeddings._query(query, check=False)
@@ -285,7 +286,7 @@ class CDEQdrantVectorStore(QdrantVectorStore):
         self, query: str, k: int = 4, filter: models.Filter | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """Async :meth:`similarity_search_with_score` (native with an ``AsyncQdrantClient``)."""
-        client = self._client
+        client = self._cde_client
         if not isinstance(client, AsyncQdrantClient):
             return await super().asimilarity_search_with_score(query, k, filter=filter, **kwargs)
         bound = await self._apair()
@@ -453,7 +454,7 @@ def qdrant_vector_store(
         ContextMissingError: The collection has no cde-rag context.
         ContextMismatchError: The given embeddings hold another context.
     """
-    source = embeddings_or_encoder
+    source: object = embeddings_or_encoder
     if source is None or isinstance(source, CDEEncoder):
         embeddings = CDEEmbeddings.from_qdrant(client, collection_name, encoder=source)
     elif isinstance(source, CDEEmbeddings):

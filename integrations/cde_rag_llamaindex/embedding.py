@@ -190,7 +190,7 @@ class CDEEmbedding(BaseEmbedding):
         core = getattr(self, "_core", None)
         if core is None or core.bound is None:
             return f"unbound:{self.model_name}"
-        return core.identity()
+        return str(core.identity())
 
     # -- model and context ---------------------------------------------------------------
 

@@ -22,7 +22,7 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from llama_index.core.bridge.pydantic import PrivateAttr
@@ -95,7 +95,7 @@ class CDEQdrantVectorStore(QdrantVectorStore):
                 "(enable_hybrid / fastembed_sparse_model) is not supported."
             )
             raise InvalidInputError(msg)
-        if embed_model is not None and not isinstance(embed_model, CDEEmbedding):
+        if embed_model is not None and not isinstance(cast(object, embed_model), CDEEmbedding):
             msg = f"embed_model must be a CDEEmbedding; got {type(embed_model).__name__}."
             raise InvalidInputError(msg)
         kwargs.setdefault("text_key", CONTENT_PAYLOAD_KEY)
@@ -208,7 +208,7 @@ class CDEQdrantVectorStore(QdrantVectorStore):
 
     def _create_from(self, nodes: list[BaseNode]) -> None:
         """Create the cde-rag collection with the context the nodes were embedded with."""
-        client = self._client
+        client: QdrantClient | None = self._client
         if client is None:
             msg = "creating a collection needs a sync client (client=QdrantClient(...))."
             raise InvalidInputError(msg)

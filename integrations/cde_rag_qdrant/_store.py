@@ -10,6 +10,7 @@ import logging
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import cast
 
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
@@ -164,7 +165,7 @@ def exists(client: QdrantClient, name: str) -> bool:
     Raises:
         ClientTypeError: ``client`` is an ``AsyncQdrantClient`` (its calls return coroutines).
     """
-    if isinstance(client, AsyncQdrantClient):
+    if isinstance(cast(object, client), AsyncQdrantClient):
         msg = (
             "got an AsyncQdrantClient where a QdrantClient is needed. Use "
             "cde_rag_qdrant.AsyncContextualCollection (await AsyncContextualCollection.open("

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from qdrant_client import AsyncQdrantClient, models
 
@@ -69,7 +69,7 @@ class AsyncContextualCollection:
             ContextMissingError: No cde-rag context record.
             ContextMismatchError: The stored context was made by another model.
         """
-        if not isinstance(client, AsyncQdrantClient):
+        if not isinstance(cast(object, client), AsyncQdrantClient):
             msg = "AsyncContextualCollection needs an AsyncQdrantClient; use ContextualCollection."
             raise ClientTypeError(msg)
         bound = await BoundContext.aopen(client, collection_name)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Literal
+from typing import Literal, cast
 
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
@@ -109,7 +109,7 @@ class BoundContext:
             ContextMissingError: The collection has no cde-rag context record.
             ContextCorruptError: The stored record does not decode or validate.
         """
-        if isinstance(client, AsyncQdrantClient):
+        if isinstance(cast(object, client), AsyncQdrantClient):
             msg = "BoundContext.open needs a QdrantClient; use `await BoundContext.aopen(...)`."
             raise InvalidInputError(msg)
         target = alias_target(client, collection_name) or collection_name

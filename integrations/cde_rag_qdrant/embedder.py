@@ -245,7 +245,7 @@ class ContextEmbedder:
             msg = f"rebind() needs an instance made by {self.owner}.from_qdrant(client, name)."
             raise ContextNotSetError(msg)
         client = bound.client
-        if isinstance(client, AsyncQdrantClient):
+        if client is None or isinstance(client, AsyncQdrantClient):
             msg = "this binding uses an AsyncQdrantClient; reopen the store instead."
             raise InvalidInputError(msg)
         fresh = BoundContext.open(client, str(bound.collection_name), on_stale=self.on_stale)
@@ -313,9 +313,6 @@ class ContextEmbedder:
             prefix = self.query_prefix if query else self.document_prefix
         if prefix is None:
             prefix = stored_q if query else stored_d
-        if not isinstance(texts, list | tuple):
-            msg = f"texts must be a list of strings; got {type(texts).__name__}."
-            raise InvalidInputError(msg)
         embed = encoder.embed_queries if query else encoder.embed_documents
         with self.lock:
             return embed(

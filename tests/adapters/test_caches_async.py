@@ -37,7 +37,7 @@ def test_langchain_cache_with_a_model_name_namespace_is_refused(
     naive = CacheBackedEmbeddings.from_bytes_store(
         a, store, namespace=a.model_name, key_encoder="sha256"
     )
-    with pytest.raises(InvalidInputError, match="namespace=emb.cache_namespace"):
+    with pytest.raises(InvalidInputError, match=r"namespace=emb\.cache_namespace"):
         naive.embed_documents([TEXT])  # the silent mix is now an error
     assert list(store.yield_keys()) == []  # nothing was cached
     cached_a = CacheBackedEmbeddings.from_bytes_store(
