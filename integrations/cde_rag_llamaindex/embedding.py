@@ -126,6 +126,7 @@ class CDEEmbedding(BaseEmbedding):
         if data.get("embeddings_cache") is not None:
             raise InvalidInputError(_CACHE_MSG)
         data.pop("cde_identity", None)  # the computed field, when re-created from to_dict()
+        data.pop("class_name", None)  # added by LlamaIndex's model_dump
         if encoder is not None:
             clashing = sorted(k for k in _ENCODER_FIELDS if data.get(k))
             if clashing:
@@ -323,6 +324,9 @@ class CDEEmbedding(BaseEmbedding):
     # -- internals -----------------------------------------------------------------------
 
     def _maybe_fit(self, texts: Sequence[str]) -> None:
+        if isinstance(texts, str | bytes):
+            msg = "texts must be a list of strings, not a single string; wrap it: [text]."
+            raise InvalidInputError(msg)
         if self._core.bound is None and self.auto_fit and texts:
             logger.info("CDEEmbedding: fitting a context on the first %d texts", len(texts))
             self.fit([t for t in texts if isinstance(t, str) and t.strip()])

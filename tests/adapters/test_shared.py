@@ -203,3 +203,18 @@ def test_instruction_differing_from_the_collection_is_refused(
     emb = adapter.embeddings(model_name=str(V2_TINY), device="cpu", **{key: value})
     with pytest.raises(InvalidInputError, match="not be comparable"):
         adapter.open(client, "docs", emb)
+
+
+def test_a_bare_string_is_refused_not_split_into_characters(
+    adapter: Adapter, collection: tuple[QdrantClient, ContextualCollection]
+) -> None:
+    client, col = collection
+    store = adapter.open(client, "docs", adapter.embeddings(model_name=str(V2_TINY), device="cpu"))
+    call = (
+        (lambda: store.add_texts("abc"))
+        if adapter.name == "langchain"
+        else (lambda: store._query_model().get_text_embedding_batch("abc"))
+    )
+    with pytest.raises(InvalidInputError, match="not a single string"):
+        call()
+    assert col.count() == len(TEXTS)

@@ -265,3 +265,18 @@ def test_a_shared_encoder_serves_several_adapters(
     b = CDEEmbeddings.from_qdrant(client, "docs", encoder=twin)
     assert a.encoder is b.encoder is twin
     assert a.embed_query(QUERY) == b.embed_query(QUERY)
+
+
+def test_from_texts_with_location_and_from_existing_collection_with_client(
+    v2_encoder_session: CDEEncoder,
+) -> None:
+    store = CDEQdrantVectorStore.from_texts(
+        TEXTS, CDEEmbeddings(encoder=v2_encoder_session), location=":memory:", collection_name="m"
+    )
+    fitted = read_context(store.client, "m")  # no context given: fitted on the texts
+    assert fitted == v2_encoder_session.build_context(TEXTS, show_progress_bar=False)
+    again = CDEQdrantVectorStore.from_existing_collection(
+        "m", CDEEmbeddings(encoder=v2_encoder_session), client=store.client
+    )
+    assert again.fingerprint == fitted.fingerprint
+    assert again.similarity_search(TEXTS[4], k=1)[0].page_content == TEXTS[4]
