@@ -28,6 +28,8 @@ def test_qdrant_exports() -> None:
             "FINGERPRINT_PAYLOAD_KEY",
             "METADATA_KEY",
             "METADATA_PAYLOAD_KEY",
+            "AsyncContextualCollection",
+            "ClientTypeError",
             "CollectionConfigError",
             "CollectionEmptyError",
             "CollectionExistsError",

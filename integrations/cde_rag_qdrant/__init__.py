@@ -17,6 +17,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from cde_rag_qdrant.errors import (
+    ClientTypeError,
     CollectionConfigError,
     CollectionEmptyError,
     CollectionExistsError,
@@ -28,6 +29,7 @@ from cde_rag_qdrant.errors import (
 
 if TYPE_CHECKING:
     from cde_rag_qdrant._store import connect, read_context, read_record
+    from cde_rag_qdrant.async_collection import AsyncContextualCollection
     from cde_rag_qdrant.collection import ContextualCollection
     from cde_rag_qdrant.payload import (
         CONTENT_PAYLOAD_KEY,
@@ -45,6 +47,7 @@ _LAZY = {
     "read_context": "cde_rag_qdrant._store",
     "read_record": "cde_rag_qdrant._store",
     "ContextualCollection": "cde_rag_qdrant.collection",
+    "AsyncContextualCollection": "cde_rag_qdrant.async_collection",
     "CONTENT_PAYLOAD_KEY": "cde_rag_qdrant.payload",
     "FINGERPRINT_PAYLOAD_KEY": "cde_rag_qdrant.payload",
     "METADATA_PAYLOAD_KEY": "cde_rag_qdrant.payload",
@@ -74,6 +77,8 @@ __all__ = [
     "FINGERPRINT_PAYLOAD_KEY",
     "METADATA_KEY",
     "METADATA_PAYLOAD_KEY",
+    "AsyncContextualCollection",
+    "ClientTypeError",
     "CollectionConfigError",
     "CollectionEmptyError",
     "CollectionExistsError",

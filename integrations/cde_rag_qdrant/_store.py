@@ -10,14 +10,16 @@ import logging
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import cast
 
-from qdrant_client import QdrantClient, models
+from qdrant_client import AsyncQdrantClient, QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 from qdrant_client.local.qdrant_local import QdrantLocal
 
 from cde_rag import CorpusContext
 from cde_rag.errors import ContextMismatchError
 from cde_rag_qdrant.errors import (
+    ClientTypeError,
     CollectionConfigError,
     CollectionExistsError,
     CollectionNotFoundError,
@@ -158,7 +160,18 @@ def qdrant_errors(client: QdrantClient, action: str) -> Iterator[None]:
 
 
 def exists(client: QdrantClient, name: str) -> bool:
-    """Whether a collection or alias called ``name`` exists."""
+    """Whether a collection or alias called ``name`` exists.
+
+    Raises:
+        ClientTypeError: ``client`` is an ``AsyncQdrantClient`` (its calls return coroutines).
+    """
+    if isinstance(cast(object, client), AsyncQdrantClient):
+        msg = (
+            "got an AsyncQdrantClient where a QdrantClient is needed. Use "
+            "cde_rag_qdrant.AsyncContextualCollection (await AsyncContextualCollection.open("
+            "client, name, encoder)), or pass a QdrantClient."
+        )
+        raise ClientTypeError(msg)
     with qdrant_errors(client, f"check collection {name!r}"):
         return bool(client.collection_exists(name))
 
@@ -328,6 +341,15 @@ def summarize(
     with qdrant_errors(client, f"count {name!r}"):
         total = int(client.count(name, exact=True).count)
         current = int(client.count(name, count_filter=only_current, exact=True).count)
+        unstamped = int(client.count(name, count_filter=UNSTAMPED, exact=True).count)
+    if unstamped:
+        logger.warning(
+            "collection %s has %d points without a context fingerprint (written around "
+            "cde-rag); they are never searched. %s",
+            name,
+            unstamped,
+            UNSTAMPED_FIX,
+        )
     return CollectionSummary(
         name=name,
         physical_name=alias_target(client, name) or name,
@@ -346,7 +368,35 @@ def summarize(
         record_version=record.record_version,
         provenance=record.context_provenance(),
         location=describe(client),
+        points_unstamped=unstamped,
     )
+
+
+UNSTAMPED = models.Filter(
+    must=[models.IsEmptyCondition(is_empty=models.PayloadField(key=FINGERPRINT_PAYLOAD_KEY))]
+)
+"""Points without a context fingerprint (written by a tool other than cde-rag)."""
+UNSTAMPED_FIX = (
+    "Their context is unknown, so cde-rag never compares them with its vectors: re-embed them "
+    "with `cde-rag recontextualize` (or ContextualCollection.recontextualize()), or write "
+    "through cde-rag / its LangChain and LlamaIndex stores."
+)
+
+
+def require_current(client: QdrantClient, name: str, fingerprint: str) -> None:
+    """Before a write: refuse when the collection no longer stores context ``fingerprint``.
+
+    Raises:
+        ContextMismatchError: The collection was re-contextualized (or its record replaced).
+    """
+    stored = _stored_fingerprint(collection_info(client, name))
+    if stored != fingerprint:
+        msg = (
+            f"collection {name!r} now stores context {str(stored)[:12]}… but this object was "
+            f"opened with {fingerprint[:12]}… (it was recontextualized since); its points would "
+            "never be searched. Nothing was written: reopen it with ContextualCollection.open()."
+        )
+        raise ContextMismatchError(msg)
 
 
 def _stored_fingerprint(info: models.CollectionInfo) -> str | None:

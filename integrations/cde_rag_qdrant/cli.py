@@ -389,6 +389,14 @@ def _info(args: argparse.Namespace, client: QdrantClient) -> int:
             f"(strategy {p.strategy}, seed {p.seed}, cde-rag {p.library_version})",
             f"prefixes     query {summary.query_prefix!r}, document {summary.document_prefix!r}",
         ]
+        + (
+            [
+                f"unstamped    {summary.points_unstamped} points without a context fingerprint. "
+                + _store.UNSTAMPED_FIX
+            ]
+            if summary.points_unstamped
+            else []
+        )
     )
     _emit(args, data, human)
     return EXIT_OK

@@ -292,6 +292,8 @@ class ContextualCollection:
 
         Raises:
             InvalidInputError: Bad texts, ids, metadatas or batch size.
+            ContextMismatchError: The collection was recontextualized since this object was
+                opened (nothing is written: its points would never be searched).
         """
         items = check_texts(texts)
         keys = check_ids(ids, items)
@@ -299,6 +301,7 @@ class ContextualCollection:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             msg = f"batch_size={batch_size!r}; expected a positive int."
             raise InvalidInputError(msg)
+        _store.require_current(self.client, self.name, self.fingerprint)
 
         def batches() -> Iterator[PendingBatch]:
             for start in range(0, len(items), batch_size):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from cde_rag.errors import CDERagError, ContextError, InvalidInputError
 
 __all__ = [
+    "ClientTypeError",
     "CollectionConfigError",
     "CollectionEmptyError",
     "CollectionExistsError",
@@ -46,3 +47,7 @@ class QdrantUnavailableError(CDERagError, ConnectionError):
 
 class DatasetFormatError(InvalidInputError):
     """An evaluation data set (BEIR layout: corpus, queries, qrels) is missing or malformed."""
+
+
+class ClientTypeError(CDERagError, TypeError):
+    """A sync API was given an ``AsyncQdrantClient`` (or the reverse)."""

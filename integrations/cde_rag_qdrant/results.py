@@ -47,6 +47,8 @@ class CollectionSummary:
         record_version: Layout version of the stored record.
         provenance: How the context was built.
         location: Where the data lives.
+        points_unstamped: Points without a context fingerprint (written around cde-rag);
+            never searched. Fix: ``recontextualize`` re-embeds them.
     """
 
     name: str
@@ -66,6 +68,7 @@ class CollectionSummary:
     record_version: int
     provenance: ContextProvenance
     location: str
+    points_unstamped: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able dict (for ``--json`` output)."""

@@ -59,9 +59,9 @@ def test_lazy_load_from_model_alias_and_fields(v2_context: CorpusContext) -> Non
         model=str(V2_TINY), device="cpu", batch_size=2, normalize=False, context=v2_context
     )
     assert embeddings.model_name == str(V2_TINY)
-    assert embeddings._encoder is None  # loaded on first use
+    assert not embeddings.core.loaded  # loaded on first use
     vectors = np.asarray(embeddings.embed_documents(corpus_texts()[:3]))
-    assert embeddings._encoder is not None
+    assert embeddings.core.loaded
     assert not np.allclose(np.linalg.norm(vectors, axis=1), 1.0)  # normalize=False honoured
     raw = embeddings.encoder.embed_documents(corpus_texts()[:3], v2_context, normalize=False)
     np.testing.assert_allclose(vectors, raw, rtol=0, atol=1e-6)
@@ -70,7 +70,7 @@ def test_lazy_load_from_model_alias_and_fields(v2_context: CorpusContext) -> Non
 
 def test_unknown_fields_are_forbidden() -> None:
     with pytest.raises(ValidationError, match="extra"):
-        CDEEmbeddings(model_kwargs={"device": "cpu"})  # type: ignore[call-arg]
+        CDEEmbeddings(model_kwargz={"device": "cpu"})  # type: ignore[call-arg]
 
 
 def test_fit_builds_and_binds(v2_encoder_session: CDEEncoder) -> None:

@@ -29,7 +29,7 @@ def test_class_name_and_fields(v2_context: CorpusContext) -> None:
     assert CDEEmbedding.class_name() == "CDEEmbedding"
     assert embed_model.to_dict()["class_name"] == "CDEEmbedding"
     assert embed_model.embed_batch_size == 32
-    assert embed_model._encoder is None  # loaded on first use
+    assert not embed_model.core.loaded  # loaded on first use
     assert len(embed_model.get_query_embedding(QUERY)) == 64
 
 
@@ -37,8 +37,10 @@ def test_no_context_refuses_with_the_fix(v2_encoder_session: CDEEncoder) -> None
     embed_model = CDEEmbedding(encoder=v2_encoder_session)
     with pytest.raises(ContextNotSetError, match=r"set_context.*fit\(corpus\).*from_qdrant"):
         embed_model.get_query_embedding(QUERY)
+    strict = CDEEmbedding(encoder=v2_encoder_session, auto_fit=False)
     with pytest.raises(ContextNotSetError):
-        embed_model.get_text_embedding_batch(["a", "b"])
+        strict.get_text_embedding_batch(["a", "b"])
+    assert embed_model.context is None  # a query never fits a context
 
 
 def test_query_and_text_use_their_prefixes(
