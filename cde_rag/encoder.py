@@ -128,7 +128,14 @@ class CDEEncoder:
         self.folder = folder
         self.query_prefix = model.config.query_prefix
         self.document_prefix = model.config.document_prefix
-        model.second_stage_model.instruction_end_id = tokenizer.instruction_end_id
+        if model.config.instruction_end_id != tokenizer.instruction_end_id:
+            msg = (
+                f"the model's config has instruction_end_id={model.config.instruction_end_id} "
+                f"but the tokenizer's is {tokenizer.instruction_end_id}; they must match or "
+                "pooling drops the wrong positions. Build the config with load_config(folder, "
+                "instruction_end_id=tokenizer.instruction_end_id)."
+            )
+            raise InvalidInputError(msg)
         self._max_length = 0
         self.max_length = model.config.max_seq_length if max_length is None else max_length
 
@@ -187,13 +194,15 @@ class CDEEncoder:
             output_residual=output_residual,
             pool_ignore_instruction_tokens=pool_ignore_instruction_tokens,
             nomic_rotary_mode=nomic_rotary_mode,
+            instruction_end_id=None,  # taken from the tokenizer actually used, below
         )
-        torch_device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
-        weights = resolved.folder / "model.safetensors"
-        model = load_model(config, weights, device=torch_device, dtype=torch_dtype)
         text_tokenizer = load_tokenizer(
             resolved.folder, config.embedder, tokenizer=tokenizer, cache_dir=cache_dir
         )
+        config = dataclasses.replace(config, instruction_end_id=text_tokenizer.instruction_end_id)
+        torch_device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
+        weights = resolved.folder / "model.safetensors"
+        model = load_model(config, weights, device=torch_device, dtype=torch_dtype)
         identity = ModelIdentity(
             model_id=resolved.model_id,
             weights_hash=file_sha256(weights),

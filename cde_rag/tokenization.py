@@ -13,7 +13,6 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from tokenizers import Tokenizer
@@ -89,9 +88,7 @@ class TextTokenizer:
             msg = f"tokenizer from {source} has no padding token ([PAD]); use the model's own."
             raise TokenizerNotFoundError(msg)
         self.pad_id: int = pad
-        colon = tokenizer.encode(": ", add_special_tokens=False).ids
-        # spec §9: the instruction-end id is the first id of encode(": ") without specials.
-        self.instruction_end_id: int | None = colon[0] if colon else None
+        self.instruction_end_id: int | None = instruction_end_id(tokenizer)
 
     def encode(self, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], int]:
         """Tokenise with special tokens, truncating to ``max_length``.
@@ -120,12 +117,20 @@ class TextTokenizer:
         self._lock = threading.Lock()
 
 
-@dataclass(frozen=True)
-class Prefixes:
-    """Task prefixes prepended to texts (``"search_query: "`` / ``"search_document: "``)."""
+def instruction_end_id(tokenizer: Tokenizer) -> int | None:
+    """The first id of ``encode(": ")`` without special tokens (spec §9), or None if empty."""
+    colon = tokenizer.encode(": ", add_special_tokens=False).ids
+    return colon[0] if colon else None
 
-    query: str
-    document: str
+
+def folder_instruction_end_id(folder: Path) -> int | None:
+    """The instruction-end id of the tokenizer in a checkpoint folder; None without one.
+
+    Raises:
+        TokenizerNotFoundError: The folder's ``tokenizer.json`` is not a valid tokenizer.
+    """
+    found = _from_folder(folder)
+    return None if found is None else instruction_end_id(found)
 
 
 def add_prefix(texts: Sequence[str], prefix: str) -> list[str]:
