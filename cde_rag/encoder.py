@@ -29,8 +29,8 @@ from cde_rag.tokenization import (
     TokenizerSource,
     add_prefix,
     load_tokenizer,
-    validate_texts,
 )
+from cde_rag.validation import validate_texts
 
 logger = logging.getLogger(__name__)
 
@@ -315,10 +315,7 @@ class CDEEncoder:
         if strategy not in SAMPLING_STRATEGIES:
             msg = f"strategy={strategy!r}; expected one of {', '.join(SAMPLING_STRATEGIES)}."
             raise InvalidInputError(msg)
-        if isinstance(corpus, str | bytes):
-            msg = "corpus must be a collection of documents, not a single string; wrap it: [text]."
-            raise InvalidInputError(msg)
-        documents = validate_texts(list(corpus), "corpus")
+        documents = validate_texts(corpus, "corpus", non_empty=True)
         n_rows = self.context_size if size is None else size
         start = time.perf_counter()
         texts = sample_minicorpus(documents, n_rows, seed=seed, strategy=strategy)

@@ -18,7 +18,7 @@ from pathlib import Path
 from tokenizers import Tokenizer
 from tokenizers.implementations import BertWordPieceTokenizer  # type: ignore[attr-defined]
 
-from cde_rag.errors import CDERagError, InvalidInputError, TokenizerNotFoundError
+from cde_rag.errors import CDERagError, TokenizerNotFoundError
 from cde_rag.hub import TOKENIZER_FILES, download_files
 
 logger = logging.getLogger(__name__)
@@ -138,33 +138,6 @@ def add_prefix(texts: Sequence[str], prefix: str) -> list[str]:
     if not prefix:
         return list(texts)
     return [t if t.startswith(prefix) else prefix + t for t in texts]
-
-
-def validate_texts(texts: object, what: str = "texts") -> list[str]:
-    """Check that ``texts`` is a sequence of non-empty strings and return it as a list.
-
-    Raises:
-        InvalidInputError: A bare string, a non-sequence, ``None``/non-string items, or empty
-            or whitespace-only items (which have no meaningful embedding).
-    """
-    if isinstance(texts, str | bytes):
-        kind = type(texts).__name__
-        msg = f"{what} must be a list of strings, not a single {kind}; wrap it: [text]."
-        raise InvalidInputError(msg)
-    if not isinstance(texts, Sequence):
-        msg = f"{what} must be a sequence of strings (list or tuple); got {type(texts).__name__}."
-        raise InvalidInputError(msg)
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            msg = f"{what}[{i}] is {text!r} ({type(text).__name__}); every item must be a str."
-            raise InvalidInputError(msg)
-        if not text.strip():
-            msg = (
-                f"{what}[{i}] is {text!r}: empty or whitespace-only texts have no meaningful "
-                "embedding. Remove them (or replace them with real text) before embedding."
-            )
-            raise InvalidInputError(msg)
-    return list(texts)
 
 
 def load_tokenizer(

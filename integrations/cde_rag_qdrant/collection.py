@@ -18,6 +18,7 @@ from qdrant_client import QdrantClient, models
 from cde_rag import CDEEncoder, CorpusContext
 from cde_rag.errors import InvalidInputError
 from cde_rag.sampling import SamplingStrategy
+from cde_rag.validation import validate_text, validate_texts
 from cde_rag_qdrant import _store, recontextualize
 from cde_rag_qdrant._pipeline import PendingBatch, embed_and_upsert
 from cde_rag_qdrant._store import read_context, read_record
@@ -29,7 +30,6 @@ from cde_rag_qdrant.payload import (
     build_payload,
     check_ids,
     check_metadatas,
-    check_texts,
     fingerprint_condition,
     hit_from_point,
     metadata_filter,
@@ -293,7 +293,7 @@ class ContextualCollection:
         Raises:
             InvalidInputError: Bad texts, ids, metadatas or batch size.
         """
-        items = check_texts(texts)
+        items = validate_texts(texts)
         keys = check_ids(ids, items)
         metas = check_metadatas(metadatas, len(items))
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
@@ -382,9 +382,7 @@ class ContextualCollection:
             InvalidInputError: Empty query or bad limit.
             ContextMismatchError: The collection was recontextualized since it was opened.
         """
-        if not isinstance(query, str) or not query.strip():
-            msg = f"query={query!r:.60}; expected a non-empty str."
-            raise InvalidInputError(msg)
+        validate_text(query, "query")
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             msg = f"limit={limit!r}; expected a positive int."
             raise InvalidInputError(msg)
