@@ -23,6 +23,7 @@ from cde_rag.errors import ContextError, InvalidInputError
 from cde_rag.hub import file_sha256, resolve_checkpoint
 from cde_rag.model.cde import CDEModel
 from cde_rag.model.weights import load_model
+from cde_rag.progress import progress_enabled
 from cde_rag.sampling import SAMPLING_STRATEGIES, SamplingStrategy, sample_minicorpus
 from cde_rag.tokenization import (
     TextTokenizer,
@@ -83,13 +84,6 @@ def resolve_dtype(dtype: DTypeName | torch.dtype) -> torch.dtype:
         return _DTYPES[dtype]
     msg = f"dtype={dtype!r} is not supported; use one of {', '.join(_DTYPES)}."
     raise InvalidInputError(msg)
-
-
-def progress_enabled(show_progress_bar: bool | None) -> bool:
-    """``None`` means: on when the ``cde_rag`` logger is at INFO or DEBUG."""
-    if show_progress_bar is not None:
-        return show_progress_bar
-    return logging.getLogger("cde_rag").getEffectiveLevel() <= logging.INFO
 
 
 class CDEEncoder:

@@ -23,6 +23,7 @@ from cde_rag_qdrant.errors import (
     ContextMissingError,
     QdrantUnavailableError,
     StoreLockedError,
+    StoreUnusableError,
 )
 from cde_rag_qdrant.payload import (
     CONTENT_PAYLOAD_KEY,
@@ -51,6 +52,7 @@ __all__ = [
     "QdrantUnavailableError",
     "SearchHit",
     "StoreLockedError",
+    "StoreUnusableError",
     "build_payload",
     "connect",
     "point_id",

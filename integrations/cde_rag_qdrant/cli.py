@@ -25,6 +25,7 @@ from cde_rag.errors import (
     InvalidInputError,
 )
 from cde_rag_qdrant import _store
+from cde_rag_qdrant._qdrant_internals import is_store
 from cde_rag_qdrant.collection import ContextualCollection
 from cde_rag_qdrant.errors import (
     CollectionEmptyError,
@@ -34,6 +35,7 @@ from cde_rag_qdrant.errors import (
     StoreLockedError,
 )
 from cde_rag_qdrant.ingest_files import Skipped, discover, read_documents
+from cde_rag_qdrant.names import collection_name_arg
 from cde_rag_qdrant.recontextualize import rebuild
 from cde_rag_qdrant.record import ContextRecord
 
@@ -89,7 +91,10 @@ def _common() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     g = parent.add_argument_group("store and model")
     g.add_argument(
-        "--collection", default=DEFAULT_COLLECTION, help="collection (default: %(default)s)"
+        "--collection",
+        default=DEFAULT_COLLECTION,
+        type=collection_name_arg,
+        help="collection (default: %(default)s)",
     )
     g.add_argument(
         "--model",
@@ -181,7 +186,7 @@ def _connect(args: argparse.Namespace) -> QdrantClient:
     if args.qdrant_url:
         return _store.connect(url=args.qdrant_url, api_key=args.api_key)
     path = Path(args.qdrant_path or DEFAULT_PATH)
-    if args.command != "ingest" and not (path / "meta.json").is_file():
+    if args.command != "ingest" and not is_store(path):
         msg = (
             f"no embedded Qdrant store at {str(path)!r}; create one with `cde-rag ingest PATH"
             f" --qdrant-path {path}`, or pass --qdrant-path/--qdrant-url to point at yours"
@@ -361,6 +366,7 @@ def _info(args: argparse.Namespace, client: QdrantClient) -> int:
             f"(strategy {p.strategy}, seed {p.seed}, cde-rag {p.library_version})",
             f"prefixes     query {summary.query_prefix!r}, document {summary.document_prefix!r}",
         ]
+        + [f"orphan       {o} (the next recontextualize removes it)" for o in summary.orphans]
     )
     _emit(args, data, human)
     return EXIT_OK

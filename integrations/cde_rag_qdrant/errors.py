@@ -12,6 +12,7 @@ __all__ = [
     "ContextMissingError",
     "QdrantUnavailableError",
     "StoreLockedError",
+    "StoreUnusableError",
 ]
 
 
@@ -41,3 +42,7 @@ class StoreLockedError(CDERagError, RuntimeError):
 
 class QdrantUnavailableError(CDERagError, ConnectionError):
     """A Qdrant server could not be reached or answered with an unexpected error."""
+
+
+class StoreUnusableError(CDERagError, OSError):
+    """An embedded store path is a file, read-only, or cannot be created."""
