@@ -106,7 +106,7 @@ def test_search_options(col: ContextualCollection) -> None:
     best = col.search(TEXTS[0], limit=20)
     threshold = (best[0].score + best[1].score) / 2
     assert len(col.search(TEXTS[0], limit=20, score_threshold=threshold)) == 1
-    with pytest.raises(InvalidInputError, match="non-empty"):
+    with pytest.raises(InvalidInputError, match="empty or whitespace-only"):
         col.search("   ")
     with pytest.raises(InvalidInputError, match="limit"):
         col.search("x", limit=0)
