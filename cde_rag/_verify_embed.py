@@ -29,7 +29,8 @@ from cde_rag.context import CorpusContext, new_provenance
 from cde_rag.encoder import CPU_BATCH_TOKENS, CDEEncoder
 from cde_rag.model._ops import mean_pool
 from cde_rag.model.cde import SecondStage
-from cde_rag.tokenization import add_prefix, validate_texts
+from cde_rag.tokenization import add_prefix
+from cde_rag.validation import validate_texts
 
 if TYPE_CHECKING:
     from cde_rag.verify import CardData

@@ -26,14 +26,15 @@ from cde_rag.model.cde import CDEModel
 from cde_rag.model.unpadded import set_attention
 from cde_rag.model.varlen import AttentionMode
 from cde_rag.model.weights import load_model
+from cde_rag.progress import progress_enabled
 from cde_rag.sampling import SAMPLING_STRATEGIES, SamplingStrategy, sample_minicorpus
 from cde_rag.tokenization import (
     TextTokenizer,
     TokenizerSource,
     add_prefix,
     load_tokenizer,
-    validate_texts,
 )
+from cde_rag.validation import validate_texts
 
 logger = logging.getLogger(__name__)
 
@@ -88,13 +89,6 @@ def resolve_dtype(dtype: DTypeName | torch.dtype) -> torch.dtype:
     raise InvalidInputError(msg)
 
 
-def progress_enabled(show_progress_bar: bool | None) -> bool:
-    """``None`` means: on when the ``cde_rag`` logger is at INFO or DEBUG."""
-    if show_progress_bar is not None:
-        return show_progress_bar
-    return logging.getLogger("cde_rag").getEffectiveLevel() <= logging.INFO
-
-
 class CDEEncoder:
     """Embeds documents and queries with a CDE model under an explicit corpus context.
 
@@ -131,7 +125,14 @@ class CDEEncoder:
         self.folder = folder
         self.query_prefix = model.config.query_prefix
         self.document_prefix = model.config.document_prefix
-        model.second_stage_model.instruction_end_id = tokenizer.instruction_end_id
+        if model.config.instruction_end_id != tokenizer.instruction_end_id:
+            msg = (
+                f"the model's config has instruction_end_id={model.config.instruction_end_id} "
+                f"but the tokenizer's is {tokenizer.instruction_end_id}; they must match or "
+                "pooling drops the wrong positions. Build the config with load_config(folder, "
+                "instruction_end_id=tokenizer.instruction_end_id)."
+            )
+            raise InvalidInputError(msg)
         self._max_length = 0
         self.max_length = model.config.max_seq_length if max_length is None else max_length
 
@@ -197,16 +198,18 @@ class CDEEncoder:
             output_residual=output_residual,
             pool_ignore_instruction_tokens=pool_ignore_instruction_tokens,
             nomic_rotary_mode=nomic_rotary_mode,
+            instruction_end_id=None,  # taken from the tokenizer actually used, below
         )
+        text_tokenizer = load_tokenizer(
+            resolved.folder, config.embedder, tokenizer=tokenizer, cache_dir=cache_dir
+        )
+        config = dataclasses.replace(config, instruction_end_id=text_tokenizer.instruction_end_id)
         torch_device = resolve_device(device)
         torch_dtype = auto_dtype(torch_device) if dtype == "auto" else resolve_dtype(dtype)
         layout = resolve_attention(attention, torch_device)
         weights = resolved.folder / "model.safetensors"
         model = load_model(config, weights, device=torch_device, dtype=torch_dtype)
         set_attention(model, layout)
-        text_tokenizer = load_tokenizer(
-            resolved.folder, config.embedder, tokenizer=tokenizer, cache_dir=cache_dir
-        )
         identity = ModelIdentity(
             model_id=resolved.model_id,
             weights_hash=file_sha256(weights),
@@ -325,10 +328,7 @@ class CDEEncoder:
         if strategy not in SAMPLING_STRATEGIES:
             msg = f"strategy={strategy!r}; expected one of {', '.join(SAMPLING_STRATEGIES)}."
             raise InvalidInputError(msg)
-        if isinstance(corpus, str | bytes):
-            msg = "corpus must be a collection of documents, not a single string; wrap it: [text]."
-            raise InvalidInputError(msg)
-        documents = validate_texts(list(corpus), "corpus")
+        documents = validate_texts(corpus, "corpus", non_empty=True)
         n_rows = self.context_size if size is None else size
         start = time.perf_counter()
         texts = sample_minicorpus(documents, n_rows, seed=seed, strategy=strategy)

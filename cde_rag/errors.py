@@ -15,6 +15,7 @@ __all__ = [
     "ContextError",
     "ContextMismatchError",
     "ContextNotSetError",
+    "ContextSaveError",
     "DatasetDownloadError",
     "InvalidInputError",
     "ModelDownloadError",
@@ -62,6 +63,10 @@ class ContextCorruptError(ContextError):
 
 class ContextNotSetError(ContextError):
     """An adapter was asked to embed before a context was bound to it."""
+
+
+class ContextSaveError(CDERagError, OSError):
+    """A context could not be written (the path is a folder, or not writable)."""
 
 
 class InvalidInputError(CDERagError, ValueError):

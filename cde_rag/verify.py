@@ -40,8 +40,9 @@ from cde_rag._verify_report import (
     top_k,
 )
 from cde_rag.context import CorpusContext
-from cde_rag.encoder import CDEEncoder, progress_enabled
+from cde_rag.encoder import CDEEncoder
 from cde_rag.errors import InvalidInputError, VerificationDataError
+from cde_rag.progress import progress_enabled
 
 logger = logging.getLogger(__name__)
 

@@ -42,6 +42,7 @@ def test_qdrant_exports() -> None:
             "QdrantUnavailableError",
             "SearchHit",
             "StoreLockedError",
+            "StoreUnusableError",
             "build_payload",
             "connect",
             "point_id",

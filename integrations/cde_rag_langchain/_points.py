@@ -10,13 +10,13 @@ from langchain_core.documents import Document
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
 from cde_rag.errors import InvalidInputError
+from cde_rag.validation import validate_texts
 from cde_rag_qdrant import connect
 from cde_rag_qdrant.payload import (
     CONTENT_PAYLOAD_KEY,
     FINGERPRINT_PAYLOAD_KEY,
     METADATA_PAYLOAD_KEY,
     check_metadatas,
-    check_texts,
     point_id,
 )
 
@@ -56,7 +56,7 @@ def prepare(
     ids: Sequence[str | int | None] | None,
 ) -> tuple[list[str], list[dict[str, Any]], list[str]]:
     """Validate an ``add_texts`` call: texts (a bare string is refused), metadatas, ids."""
-    items = check_texts(texts)
+    items = validate_texts(texts)
     return items, check_metadatas(metadatas, len(items)), document_ids(ids, len(items))
 
 

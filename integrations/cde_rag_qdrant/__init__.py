@@ -25,6 +25,7 @@ from cde_rag_qdrant.errors import (
     ContextMissingError,
     QdrantUnavailableError,
     StoreLockedError,
+    StoreUnusableError,
 )
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ __all__ = [
     "QdrantUnavailableError",
     "SearchHit",
     "StoreLockedError",
+    "StoreUnusableError",
     "build_payload",
     "connect",
     "point_id",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +14,7 @@ from qdrant_client import QdrantClient, models
 from tqdm.auto import tqdm
 
 from cde_rag import CDEEncoder, CorpusContext
-from cde_rag.encoder import progress_enabled
+from cde_rag.progress import progress_enabled
 from cde_rag_qdrant._store import qdrant_errors
 
 logger = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 class PendingBatch:
     """Points to embed and write: ids, texts and their payloads (same order)."""
 
-    ids: list[str]
+    ids: Sequence[models.ExtendedPointId]
     texts: list[str]
     payloads: list[dict[str, Any]]
 
@@ -35,7 +35,7 @@ EMBED_WINDOW = 512
 
 def _windows(batches: Iterable[PendingBatch], size: int) -> Iterator[PendingBatch]:
     """Regroup incoming batches into windows of ``size`` points (the last may be shorter)."""
-    ids: list[str] = []
+    ids: list[models.ExtendedPointId] = []
     texts: list[str] = []
     payloads: list[dict[str, Any]] = []
     for batch in batches:

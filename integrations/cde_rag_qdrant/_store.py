@@ -5,7 +5,6 @@ Every Qdrant failure that a user can act on is translated here into a typed erro
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterator, Mapping
@@ -14,17 +13,17 @@ from typing import cast
 
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
-from qdrant_client.local.qdrant_local import QdrantLocal
 
 from cde_rag import CorpusContext
 from cde_rag.errors import ContextMismatchError
+from cde_rag_qdrant._qdrant_internals import describe as describe  # re-exported
+from cde_rag_qdrant._qdrant_internals import is_local, open_local
 from cde_rag_qdrant.errors import (
     ClientTypeError,
     CollectionConfigError,
     CollectionExistsError,
     CollectionNotFoundError,
     QdrantUnavailableError,
-    StoreLockedError,
 )
 from cde_rag_qdrant.payload import FINGERPRINT_PAYLOAD_KEY, fingerprint_condition
 from cde_rag_qdrant.record import METADATA_KEY, ContextRecord
@@ -39,34 +38,6 @@ GENERATION_SEPARATOR = "__cde_g"
 def physical_name(name: str, generation: int) -> str:
     """Name of the physical collection behind alias ``name`` at ``generation``."""
     return f"{name}{GENERATION_SEPARATOR}{generation}"
-
-
-_EMPTY_META = '{"collections": {}, "aliases": {}}'
-
-
-def _repair_interrupted_init(folder: str) -> None:
-    """Re-create a ``meta.json`` that a kill during the store's creation left empty.
-
-    qdrant-client writes later versions of ``meta.json`` atomically, but creates the first one
-    with a plain write: a process killed at that instant leaves an empty (or cut) file, and the
-    store never opens again. Such a file never held a collection, so it is safe to re-create.
-    """
-    meta = os.path.join(folder, "meta.json")
-    try:
-        with open(meta, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError):
-        return
-    if len(text) >= len(_EMPTY_META):
-        return  # a complete file (a broken large one is not ours to touch)
-    try:
-        json.loads(text)
-    except ValueError:
-        logger.warning("%s was cut by an interrupted store creation; re-creating it", meta)
-        tmp = meta + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(_EMPTY_META)
-        os.replace(tmp, meta)
 
 
 def connect(
@@ -94,6 +65,7 @@ def connect(
 
     Raises:
         StoreLockedError: The embedded store is open in another client or process.
+        StoreUnusableError: ``path`` is a file, read-only, or cannot be created.
         ValueError: More than one of ``path``, ``url``, ``location`` given, or none.
     """
     given = [x is not None for x in (path, url, location)]
@@ -104,37 +76,10 @@ def connect(
         )
         raise ValueError(msg)
     if path is not None:
-        folder = os.fspath(path)
-        _repair_interrupted_init(folder)
-        try:
-            return QdrantClient(path=folder)
-        except (RuntimeError, BlockingIOError) as exc:
-            if "already accessed" not in str(exc) and not isinstance(exc, BlockingIOError):
-                raise
-            msg = (
-                f"the embedded Qdrant store at {folder!r} is in use by another client or "
-                "process (local mode allows one at a time). Wait for the other process (for "
-                "example a running `cde-rag ingest`) to finish and retry, close the other "
-                "QdrantClient, or run a Qdrant server (docker compose up -d) and pass "
-                "--qdrant-url http://localhost:6333 for concurrent access."
-            )
-            raise StoreLockedError(msg) from exc
+        return open_local(os.fspath(path))
     if location is not None:
         return QdrantClient(location=location)
     return QdrantClient(url=url, api_key=api_key, timeout=timeout)
-
-
-def is_local(client: QdrantClient) -> bool:
-    """True for ``:memory:`` and embedded stores (no server)."""
-    return isinstance(client._client, QdrantLocal)
-
-
-def describe(client: QdrantClient) -> str:
-    """Where the client stores data, for messages."""
-    inner = client._client
-    if isinstance(inner, QdrantLocal):
-        return "in-memory store" if not inner.persistent else f"embedded store {inner.location!r}"
-    return f"Qdrant server {getattr(inner, 'rest_uri', '?')!r}"
 
 
 @contextmanager
@@ -245,12 +190,18 @@ def vector_params(dim: int) -> models.VectorParams:
     return models.VectorParams(size=dim, distance=models.Distance.COSINE)
 
 
-def create_physical(client: QdrantClient, target: str, dim: int, record: ContextRecord) -> None:
+def create_physical(
+    client: QdrantClient,
+    target: str,
+    dim: int,
+    record: ContextRecord,
+    *,
+    extra_metadata: Mapping[str, str] | None = None,
+) -> None:
     """Create a physical collection holding ``record`` (plus a fingerprint index on servers)."""
+    metadata = {**record.to_metadata(), **(extra_metadata or {})}
     with qdrant_errors(client, f"create collection {target!r}"):
-        client.create_collection(
-            target, vectors_config=vector_params(dim), metadata=record.to_metadata()
-        )
+        client.create_collection(target, vectors_config=vector_params(dim), metadata=metadata)
         if not is_local(client):
             client.create_payload_index(
                 target,
@@ -336,6 +287,8 @@ def summarize(
         ContextMissingError: No record.
         ContextCorruptError: Invalid record.
     """
+    from cde_rag_qdrant.orphans import find_orphans  # imports this module
+
     record = record or read_record(client, name)
     only_current = models.Filter(must=[fingerprint_condition(record.fingerprint)])
     with qdrant_errors(client, f"count {name!r}"):
@@ -369,6 +322,7 @@ def summarize(
         provenance=record.context_provenance(),
         location=describe(client),
         points_unstamped=unstamped,
+        orphans=tuple(find_orphans(client, name)),
     )
 
 

@@ -16,6 +16,7 @@ from qdrant_client import AsyncQdrantClient, models
 
 from cde_rag import CDEEncoder, CorpusContext
 from cde_rag.errors import InvalidInputError
+from cde_rag.validation import validate_texts
 from cde_rag_qdrant import _astore
 from cde_rag_qdrant._store import physical_name, qdrant_errors, vector_params
 from cde_rag_qdrant.binding import BoundContext
@@ -25,7 +26,6 @@ from cde_rag_qdrant.payload import (
     build_payload,
     check_ids,
     check_metadatas,
-    check_texts,
     hit_from_point,
     metadata_filter,
     point_id,
@@ -132,7 +132,7 @@ class AsyncContextualCollection:
             InvalidInputError: Bad texts, ids or metadatas.
             ContextMismatchError: The collection was recontextualized since it was opened.
         """
-        items = check_texts(texts)
+        items = validate_texts(texts)
         keys = check_ids(ids, items)
         metas = check_metadatas(metadatas, len(items))
         await self.bound.averify(full=True, fix="reopen it with AsyncContextualCollection.open")

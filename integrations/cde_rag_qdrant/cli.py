@@ -32,6 +32,7 @@ from cde_rag_qdrant.errors import (
     QdrantUnavailableError,
     StoreLockedError,
 )
+from cde_rag_qdrant.names import collection_name_arg
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
@@ -99,7 +100,10 @@ def _common() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     g = parent.add_argument_group("store and model")
     g.add_argument(
-        "--collection", default=DEFAULT_COLLECTION, help="collection (default: %(default)s)"
+        "--collection",
+        default=DEFAULT_COLLECTION,
+        type=collection_name_arg,
+        help="collection (default: %(default)s)",
     )
     g.add_argument(
         "--model",
@@ -191,11 +195,12 @@ def _note(args: argparse.Namespace, text: str) -> None:
 
 def _connect(args: argparse.Namespace) -> QdrantClient:
     from cde_rag_qdrant import _store
+    from cde_rag_qdrant._qdrant_internals import is_store
 
     if args.qdrant_url:
         return _store.connect(url=args.qdrant_url, api_key=args.api_key)
     path = Path(args.qdrant_path or DEFAULT_PATH)
-    if args.command != "ingest" and not (path / "meta.json").is_file():
+    if args.command != "ingest" and not is_store(path):
         msg = (
             f"no embedded Qdrant store at {str(path)!r}; create one with `cde-rag ingest PATH"
             f" --qdrant-path {path}`, or pass --qdrant-path/--qdrant-url to point at yours"
@@ -397,6 +402,7 @@ def _info(args: argparse.Namespace, client: QdrantClient) -> int:
             if summary.points_unstamped
             else []
         )
+        + [f"orphan       {o} (the next recontextualize removes it)" for o in summary.orphans]
     )
     _emit(args, data, human)
     return EXIT_OK

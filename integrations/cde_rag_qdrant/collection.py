@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from qdrant_client import QdrantClient, models
 
 from cde_rag import CDEEncoder, CorpusContext
 from cde_rag.errors import InvalidInputError
 from cde_rag.sampling import SamplingStrategy
+from cde_rag.validation import validate_text, validate_texts
 from cde_rag_qdrant import _store, recontextualize
 from cde_rag_qdrant._pipeline import PendingBatch, embed_and_upsert
 from cde_rag_qdrant._store import read_context, read_record
-from cde_rag_qdrant.errors import CollectionExistsError
+from cde_rag_qdrant.errors import CollectionEmptyError, CollectionExistsError
+from cde_rag_qdrant.names import check_collection_name
 from cde_rag_qdrant.payload import (
     CONTENT_PAYLOAD_KEY,
     FINGERPRINT_PAYLOAD_KEY,
@@ -29,7 +31,6 @@ from cde_rag_qdrant.payload import (
     build_payload,
     check_ids,
     check_metadatas,
-    check_texts,
     fingerprint_condition,
     hit_from_point,
     metadata_filter,
@@ -150,6 +151,7 @@ class ContextualCollection:
                 "build one from)."
             )
             raise InvalidInputError(msg)
+        check_collection_name(collection_name)
         if _store.exists(client, collection_name):
             msg = (
                 f"collection {collection_name!r} already exists in {_store.describe(client)}; "
@@ -157,13 +159,14 @@ class ContextualCollection:
                 "name, encoder), or pick another name."
             )
             raise CollectionExistsError(msg)
-        if context is None and corpus is not None:
+        if context is None:
             context = encoder.build_context(
-                corpus, size=size, seed=seed, strategy=strategy, show_progress_bar=show_progress_bar
+                cast("Iterable[str]", corpus),  # not None: exactly one was given (checked above)
+                size=size,
+                seed=seed,
+                strategy=strategy,
+                show_progress_bar=show_progress_bar,
             )
-        if context is None:  # unreachable: checked above; narrows the type
-            msg = "no context"
-            raise InvalidInputError(msg)
         record = ContextRecord.from_context(context, encoder, generation=1)
         target = _store.physical_name(collection_name, 1)
         _store.drop_unpublished(client, target)
@@ -295,7 +298,7 @@ class ContextualCollection:
             ContextMismatchError: The collection was recontextualized since this object was
                 opened (nothing is written: its points would never be searched).
         """
-        items = check_texts(texts)
+        items = validate_texts(texts)
         keys = check_ids(ids, items)
         metas = check_metadatas(metadatas, len(items))
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
@@ -386,9 +389,7 @@ class ContextualCollection:
             InvalidInputError: Empty query or bad limit.
             ContextMismatchError: The collection was recontextualized since it was opened.
         """
-        if not isinstance(query, str) or not query.strip():
-            msg = f"query={query!r:.60}; expected a non-empty str."
-            raise InvalidInputError(msg)
+        validate_text(query, "query")
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             msg = f"limit={limit!r}; expected a positive int."
             raise InvalidInputError(msg)
@@ -446,13 +447,20 @@ class ContextualCollection:
             The report; ``recommended`` says whether to call :meth:`recontextualize`.
 
         Raises:
-            InvalidInputError: No documents to measure.
+            InvalidInputError: ``texts`` is empty or invalid.
+            CollectionEmptyError: ``texts`` is None and the collection holds no texts.
         """
         docs = (
             list(texts)
             if texts is not None
             else recontextualize.sample_texts(self.client, self.name, sample=sample, seed=seed)
         )
+        if texts is None and not docs:
+            msg = (
+                f"collection {self.name!r} holds no texts to measure drift on; add documents "
+                f"first (cde-rag ingest PATH --collection {self.name})."
+            )
+            raise CollectionEmptyError(msg)
         return recontextualize.measure_drift(
             self.encoder, self.context, docs, show_progress_bar=show_progress_bar
         )

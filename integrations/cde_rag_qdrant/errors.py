@@ -14,6 +14,7 @@ __all__ = [
     "DatasetFormatError",
     "QdrantUnavailableError",
     "StoreLockedError",
+    "StoreUnusableError",
 ]
 
 
@@ -51,3 +52,7 @@ class DatasetFormatError(InvalidInputError):
 
 class ClientTypeError(CDERagError, TypeError):
     """A sync API was given an ``AsyncQdrantClient`` (or the reverse)."""
+
+
+class StoreUnusableError(CDERagError, OSError):
+    """An embedded store path is a file, read-only, or cannot be created."""

@@ -49,6 +49,8 @@ class CollectionSummary:
         location: Where the data lives.
         points_unstamped: Points without a context fingerprint (written around cde-rag);
             never searched. Fix: ``recontextualize`` re-embeds them.
+        orphans: Unpublished physical collections an interrupted rebuild left behind (the
+            next ``recontextualize`` removes them).
     """
 
     name: str
@@ -69,11 +71,13 @@ class CollectionSummary:
     provenance: ContextProvenance
     location: str
     points_unstamped: int = 0
+    orphans: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able dict (for ``--json`` output)."""
         data = asdict(self)
         data["context_shape"] = list(self.context_shape)
+        data["orphans"] = list(self.orphans)
         return data
 
 

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from cde_rag import CDEEncoder, CorpusContext
-from cde_rag.encoder import RANDOM_STRINGS_FILE, progress_enabled
+from cde_rag.encoder import RANDOM_STRINGS_FILE
 from cde_rag.errors import ContextError, InvalidInputError, OptionalDependencyError
 from cde_rag.hub import file_sha256
+from cde_rag.progress import progress_enabled
 from cde_rag_qdrant.evaluation.beir import RetrievalData
 from cde_rag_qdrant.evaluation.cache import EvalCache, Vectors
 from cde_rag_qdrant.evaluation.conditions import BaselineCondition, Condition, ContextCondition
