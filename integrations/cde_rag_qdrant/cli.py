@@ -24,7 +24,7 @@ from cde_rag.errors import (
     ContextMismatchError,
     InvalidInputError,
 )
-from cde_rag_qdrant import _store
+from cde_rag_qdrant import _store, cli_serve
 from cde_rag_qdrant.collection import ContextualCollection
 from cde_rag_qdrant.errors import (
     CollectionEmptyError,
@@ -162,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     recon.add_argument("--skip-textless", action="store_true", help="drop points without text")
     recon.add_argument("--keep-old", action="store_true", help="keep the old collection")
     _context_options(recon)
+    cli_serve.add_parser(sub, EPILOG)
     return parser
 
 
@@ -435,6 +436,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     client: QdrantClient | None = None
     try:
+        if args.command == "serve":
+            return cli_serve.run(args)
         if args.command == "ingest":
             _read_inputs(args)
         client = _connect(args)
