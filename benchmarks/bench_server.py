@@ -38,10 +38,10 @@ for _p in (REPO_ROOT, REPO_ROOT / "integrations"):
         sys.path.insert(0, str(_p))
 
 TINY = REPO_ROOT / "tests" / "data" / "cde-reference" / "v2-tiny"
-WORDS = (
-    "river stone garden light engine cloud paper forest signal winter harbor copper field "
-    "market violin glacier lantern orbit meadow canyon"
-).split()
+WORDS = [
+    *("river", "stone", "garden", "light", "engine", "cloud", "paper", "forest", "signal"),
+    *("winter", "harbor", "copper", "field", "market", "violin", "glacier", "lantern", "orbit"),
+]
 
 
 TEXTS_PER_REQUEST = [1]
@@ -58,8 +58,16 @@ def _texts(client: int, request: int) -> list[str]:
     return out
 
 
-def _start(args: list[str], cwd: Path, threads: int) -> tuple[subprocess.Popen[str], str]:
+def _ready(url: str) -> bool:
     import httpx
+
+    try:
+        return httpx.get(url + "/ready", timeout=5).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _start(args: list[str], cwd: Path, threads: int) -> tuple[subprocess.Popen[str], str]:
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env["OMP_NUM_THREADS"] = str(threads)
@@ -74,11 +82,9 @@ def _start(args: list[str], cwd: Path, threads: int) -> tuple[subprocess.Popen[s
         raise RuntimeError(msg)
     url = "http://" + line.split("http://", 1)[1].split()[0]
     for _ in range(600):
-        try:
-            if httpx.get(url + "/ready", timeout=5).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.1)
+        if _ready(url):
+            return proc, url
+        time.sleep(0.1)
     proc.kill()
     msg = "server never became ready"
     raise RuntimeError(msg)
@@ -199,6 +205,16 @@ def _batches(url: str) -> dict[str, float]:
     }
 
 
+def _line(label: str, r: dict[str, object]) -> str:
+    return (
+        f"{label:<12} {r['texts_per_s']:8.1f} texts/s {r['requests_per_s']:7.1f} req/s  "
+        f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  {r['encoder_calls']:.0f} encoder "
+        f"calls ({r['mean_texts_per_call']:.1f} texts each, {r['encoder_ms_per_text']:.2f} "
+        f"ms/text, encoder busy {r['encoder_busy_s']:.1f} s); lost {r['lost']}, wrong "
+        f"{r['wrong']}, max abs diff {r['max_abs_diff']:.1e}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -239,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, object] = {"command": command, "clients": clients, "requests": requests}
     with tempfile.TemporaryDirectory() as tmp:
         context.save(Path(tmp) / "bench.safetensors")
-        base = ["--context", "bench=bench.safetensors", "--model", str(TINY), "--device", args.device]
+        base = ["--context", "bench=bench.safetensors", "--model", str(TINY)]
+        base += ["--device", args.device]
         for label, extra in (("batching", []), ("no_batching", ["--no-batching"])):
             proc, url = _start(base + extra, Path(tmp), args.threads)
             try:
@@ -250,16 +267,10 @@ def main(argv: list[str] | None = None) -> int:
                 proc.terminate()
                 proc.wait(timeout=60)
             results[label] = summary
-            print(
-                f"{label:<12} {summary['texts_per_s']:8.1f} texts/s {summary['requests_per_s']:7.1f}"
-                f" req/s  p50 {summary['p50_ms']:7.1f} ms  p99 {summary['p99_ms']:7.1f} ms  "
-                f"{summary['encoder_calls']:.0f} encoder calls ({summary['mean_texts_per_call']:.1f}"
-                f" texts each, {summary['encoder_ms_per_text']:.2f} ms/text, encoder busy "
-                f"{summary['encoder_busy_s']:.1f} s); lost {summary['lost']}, wrong {summary['wrong']}, max abs diff "
-                f"{summary['max_abs_diff']:.1e}"
-            )
+            print(_line(label, summary))
     on, off = results["batching"], results["no_batching"]
-    assert isinstance(on, dict) and isinstance(off, dict)
+    assert isinstance(on, dict)
+    assert isinstance(off, dict)
     ratio = on["texts_per_s"] / off["texts_per_s"]
     results["throughput_ratio"] = ratio
     ok = all(r["lost"] == 0 and r["wrong"] == 0 for r in (on, off))
