@@ -162,24 +162,30 @@ def add_parser(sub: Any, epilog: str) -> argparse.ArgumentParser:
 
 
 def _contexts(items: list[str]) -> dict[str, Path]:
-    from cde_rag_qdrant.cli import EXIT_USAGE, _Fail
+    from cde_rag.errors import InvalidInputError
 
     out: dict[str, Path] = {}
     for item in items:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             msg = f"--context {item!r}: expected NAME=PATH, e.g. --context kb=kb.safetensors"
-            raise _Fail(msg, EXIT_USAGE)
+            raise InvalidInputError(msg)
         if name in out:
             msg = f"--context {name}=...: the name {name!r} is given twice"
-            raise _Fail(msg, EXIT_USAGE)
+            raise InvalidInputError(msg)
+        if not Path(path).is_file():
+            msg = (
+                f"--context {item}: no context file at {path!r} (save one with CorpusContext.save)"
+            )
+            raise InvalidInputError(msg)
         out[name] = Path(path)
     return out
 
 
 def _open_store(args: argparse.Namespace) -> QdrantClient | None:
     from cde_rag_qdrant import _store
-    from cde_rag_qdrant.cli import DEFAULT_PATH, EXIT_NO_COLLECTION, _Fail
+    from cde_rag_qdrant.cli import DEFAULT_PATH
+    from cde_rag_qdrant.errors import CollectionNotFoundError
 
     if args.qdrant_url:
         return _store.connect(url=args.qdrant_url, api_key=args.qdrant_api_key)
@@ -187,7 +193,7 @@ def _open_store(args: argparse.Namespace) -> QdrantClient | None:
     if not (path / "meta.json").is_file():
         if args.qdrant_path or args.collection:
             msg = f"no embedded Qdrant store at {str(path)!r}; pass --qdrant-path/--qdrant-url"
-            raise _Fail(msg, EXIT_NO_COLLECTION)
+            raise CollectionNotFoundError(msg)
         return None
     return _store.connect(path)
 
@@ -217,7 +223,6 @@ def _model(args: argparse.Namespace, client: QdrantClient | None, files: dict[st
 def run(args: argparse.Namespace) -> int:
     """Load the model and contexts, then serve until SIGINT/SIGTERM (accepted work finishes)."""
     from cde_rag.errors import InvalidInputError, OptionalDependencyError
-    from cde_rag_qdrant.cli import EXIT_OK, EXIT_USAGE, _Fail
 
     try:
         import uvicorn
@@ -233,20 +238,24 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("cde_rag").setLevel(logging.WARNING if args.quiet else logging.INFO)
     files = _contexts(args.context)
     keys = args.api_key if args.api_key is not None else _keys_from_env()
-    try:
-        settings = ServerSettings(
-            api_keys=tuple(keys),
-            batching=not args.no_batching,
-            max_batch_tokens=args.max_batch_tokens,
-            max_inputs=args.max_inputs,
-            max_input_chars=args.max_input_chars,
-            max_body_bytes=args.max_body_bytes,
-            default_input_type=args.default_input_type,
-            truncate=args.truncate,
-        )
-    except InvalidInputError as exc:
-        raise _Fail(str(exc), EXIT_USAGE) from exc
+    settings = ServerSettings(
+        api_keys=tuple(keys),
+        batching=not args.no_batching,
+        max_batch_tokens=args.max_batch_tokens,
+        max_inputs=args.max_inputs,
+        max_input_chars=args.max_input_chars,
+        max_body_bytes=args.max_body_bytes,
+        default_input_type=args.default_input_type,
+        truncate=args.truncate,
+    )
     client = _open_store(args)
+    if client is None and not files:
+        msg = (
+            "nothing to serve: no Qdrant store (./cde_data does not exist) and no --context "
+            "NAME=PATH. Ingest documents first (cde-rag ingest PATH), or pass --qdrant-path, "
+            "--qdrant-url or --context."
+        )
+        raise InvalidInputError(msg)
     try:
         model = _model(args, client, files)
         logger.info("loading model %s", model)
@@ -270,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
             lifespan="on",
         )
         uvicorn.Server(config).run(sockets=[sock])
-        return EXIT_OK
+        return 0
     finally:
         if client is not None:
             client.close()
@@ -280,7 +289,7 @@ def _bind(host: str, port: int) -> Any:
     """A listening socket on ``host:port`` (port 0: any free one, printed at start)."""
     import socket
 
-    from cde_rag_qdrant.cli import EXIT_USAGE, _Fail
+    from cde_rag.errors import InvalidInputError
 
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -290,6 +299,6 @@ def _bind(host: str, port: int) -> Any:
         sock.bind(address)
     except OSError as exc:
         msg = f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another --port"
-        raise _Fail(msg, EXIT_USAGE) from exc
+        raise InvalidInputError(msg) from exc
     sock.set_inheritable(True)
     return sock

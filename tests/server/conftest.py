@@ -38,11 +38,18 @@ class Served:
         return httpx.post(self.url + path, json=body, headers=headers, timeout=60, **kw)  # type: ignore[arg-type]
 
 
-def start_server(args: list[str], cwd: Path) -> tuple[subprocess.Popen[str], str]:
+def start_server(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
     """Run ``cde-rag serve ARGS --port 0`` and wait until it answers ``/ready``."""
     cmd = [sys.executable, "-m", "cde_rag_qdrant.cli", "serve", *args, "--port", "0"]
     proc = subprocess.Popen(
-        cmd, cwd=cwd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        cmd,
+        cwd=cwd,
+        env=env or cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None and proc.stderr is not None
     line = proc.stdout.readline()  # printed once the model and contexts are loaded
