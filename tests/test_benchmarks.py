@@ -46,3 +46,15 @@ def test_encoder_benchmark_quick(tmp_path: Path) -> None:
 def test_ingest_benchmark_quick(tmp_path: Path) -> None:
     data = _quick("bench_ingest.py", tmp_path)
     assert data["stored_vs_raw_max_abs_diff"] <= 1e-5  # stored vectors = raw embeddings
+
+
+@pytest.mark.slow
+def test_server_benchmark_quick(tmp_path: Path) -> None:
+    data = _quick("bench_server.py", tmp_path)
+    assert data["all_answers_correct"] is True  # nothing lost, every answer its own vectors
+    for mode in ("batching", "no_batching"):
+        run = data[mode]
+        assert isinstance(run, dict)
+        assert run["lost"] == 0 and run["wrong"] == 0
+        assert run["max_abs_diff"] <= 1e-5
+        assert run["requests"] == 80

@@ -188,7 +188,7 @@ def _open_store(args: argparse.Namespace) -> QdrantClient | None:
     from cde_rag_qdrant.errors import CollectionNotFoundError
 
     if args.qdrant_url:
-        return _store.connect(url=args.qdrant_url, api_key=args.qdrant_api_key)
+        return _store.connect(url=args.qdrant_url, api_key=args.qdrant_api_key or None)
     path = Path(args.qdrant_path or DEFAULT_PATH)
     if not (path / "meta.json").is_file():
         if args.qdrant_path or args.collection:

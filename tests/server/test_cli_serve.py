@@ -89,3 +89,24 @@ def test_api_keys_from_the_environment_and_sigterm_exits_cleanly(
     # uvicorn finishes, then re-raises the captured SIGTERM (the conventional exit status)
     assert proc.returncode in (0, -signal.SIGTERM), err
     assert "Traceback" not in err
+
+
+def test_compose_service_and_image_use_real_serve_flags() -> None:
+    import json
+    import re
+
+    import yaml
+
+    from cde_rag_qdrant.cli import build_parser
+
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
+    service = compose["services"]["cde-rag"]
+    assert service["build"] == "." and "server" in service["profiles"]
+    assert "CDE_RAG_API_KEY" in service["environment"]
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    entrypoint = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", dockerfile, re.M).group(1))  # type: ignore[union-attr]
+    assert entrypoint[:2] == ["cde-rag", "serve"]
+    command = [re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", arg) for arg in service["command"]]
+    args = build_parser().parse_args(entrypoint[1:] + command)
+    assert (args.host, args.port) == ("0.0.0.0", 8000)
+    assert args.qdrant_url == "http://qdrant:6333" and args.model == "jxm/cde-small-v2"
