@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 INVALID = "invalid_request_error"
-AUTH = "authentication_error"
 SERVER = "server_error"
 
 
