@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +46,7 @@ WORDS = [
 
 
 TEXTS_PER_REQUEST = [1]
+WORDS_PER_TEXT = [4, 40]
 
 
 def _texts(client: int, request: int) -> list[str]:
@@ -53,7 +55,8 @@ def _texts(client: int, request: int) -> list[str]:
     n = int(rng.integers(low, high + 1))
     out = []
     for i in range(n):
-        words = rng.choice(WORDS, size=int(rng.integers(4, 40)))
+        size = int(rng.integers(WORDS_PER_TEXT[0], WORDS_PER_TEXT[1] + 1))
+        words = rng.choice(WORDS, size=size)
         out.append(f"c{client} r{request} t{i}: " + " ".join(words))
     return out
 
@@ -205,6 +208,23 @@ def _batches(url: str) -> dict[str, float]:
     }
 
 
+def _ceiling(encoder: Any, context: Any, clients: int) -> dict[str, float]:
+    """Per-text encoder time, one text per call vs all in one call (no server involved)."""
+    texts = [t for c in range(clients) for t in _texts(c, 0)]
+    times = []
+    for size in (1, len(texts)):
+        start = time.perf_counter()
+        for i in range(0, len(texts), size):
+            encoder.embed_queries(texts[i : i + size], context, show_progress_bar=False)
+        times.append((time.perf_counter() - start) / len(texts) * 1000)
+    return {
+        "batch": len(texts),
+        "single_ms_per_text": times[0],
+        "batched_ms_per_text": times[1],
+        "ratio": times[0] / times[1],
+    }
+
+
 def _line(label: str, r: dict[str, object]) -> str:
     return (
         f"{label:<12} {r['texts_per_s']:8.1f} texts/s {r['requests_per_s']:7.1f} req/s  "
@@ -231,11 +251,20 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("MIN", "MAX"),
         help="texts per request, drawn uniformly (default: 1 1, one query per request)",
     )
+    parser.add_argument(
+        "--words",
+        type=int,
+        nargs=2,
+        default=[4, 40],
+        metavar=("MIN", "MAX"),
+        help="words per text, drawn uniformly (default: 4 40)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
     clients = args.clients or (16 if args.quick else 64)
     requests = args.requests or (5 if args.quick else 20)
     TEXTS_PER_REQUEST[:] = sorted(args.texts_per_request)
+    WORDS_PER_TEXT[:] = sorted(args.words)
 
     from cde_rag import CDEEncoder
     from tests.conftest import corpus_texts
@@ -253,6 +282,14 @@ def main(argv: list[str] | None = None) -> int:
             expected[c, r] = embed(_texts(c, r), context, show_progress_bar=False)
 
     results: dict[str, object] = {"command": command, "clients": clients, "requests": requests}
+    results["encoder_alone"] = _ceiling(encoder, context, clients)
+    alone = results["encoder_alone"]
+    assert isinstance(alone, dict)
+    print(
+        f"encoder alone, same texts: {alone['single_ms_per_text']:.2f} ms/text one per call vs "
+        f"{alone['batched_ms_per_text']:.2f} ms/text {alone['batch']} per call = "
+        f"{alone['ratio']:.2f}x (the most batching can gain without HTTP)"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         context.save(Path(tmp) / "bench.safetensors")
         base = ["--context", "bench=bench.safetensors", "--model", str(TINY)]
