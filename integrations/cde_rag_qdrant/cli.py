@@ -23,7 +23,7 @@ from cde_rag.errors import (
     DatasetDownloadError,
     InvalidInputError,
 )
-from cde_rag_qdrant import cli_verify
+from cde_rag_qdrant import cli_serve, cli_verify
 from cde_rag_qdrant.cli_eval import add_eval_parser, run_eval
 from cde_rag_qdrant.errors import (
     CollectionEmptyError,
@@ -178,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     _context_options(recon)
     cli_verify.add_parser(sub, EPILOG)
     add_eval_parser(sub, argparse.RawDescriptionHelpFormatter, EPILOG)
+    cli_serve.add_parser(sub, EPILOG)
     return parser
 
 
@@ -485,6 +486,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in _STORELESS:
             return _STORELESS[args.command](args)
+        if args.command == "serve":
+            return cli_serve.run(args)
         if args.command == "ingest":
             _read_inputs(args)
         if args.command == "eval":  # opens a store only for --collection
