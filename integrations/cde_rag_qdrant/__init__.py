@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from cde_rag_qdrant._store import connect, read_context, read_record
 from cde_rag_qdrant.collection import ContextualCollection
+from cde_rag_qdrant.documents import Document, DocumentSource
 from cde_rag_qdrant.errors import (
     CollectionConfigError,
     CollectionEmptyError,
     CollectionExistsError,
     CollectionNotFoundError,
     ContextMissingError,
+    DuplicateDocumentError,
     QdrantUnavailableError,
     StoreLockedError,
 )
@@ -33,6 +35,7 @@ from cde_rag_qdrant.payload import (
 )
 from cde_rag_qdrant.record import METADATA_KEY, ContextRecord
 from cde_rag_qdrant.results import CollectionSummary, DriftReport, SearchHit
+from cde_rag_qdrant.sync import SyncReport
 
 __all__ = [
     "CONTENT_PAYLOAD_KEY",
@@ -47,10 +50,14 @@ __all__ = [
     "ContextMissingError",
     "ContextRecord",
     "ContextualCollection",
+    "Document",
+    "DocumentSource",
     "DriftReport",
+    "DuplicateDocumentError",
     "QdrantUnavailableError",
     "SearchHit",
     "StoreLockedError",
+    "SyncReport",
     "build_payload",
     "connect",
     "point_id",

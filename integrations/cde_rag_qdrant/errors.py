@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cde_rag.errors import CDERagError, ContextError
+from cde_rag.errors import CDERagError, ContextError, InvalidInputError
 
 __all__ = [
     "CollectionConfigError",
@@ -10,6 +10,7 @@ __all__ = [
     "CollectionExistsError",
     "CollectionNotFoundError",
     "ContextMissingError",
+    "DuplicateDocumentError",
     "QdrantUnavailableError",
     "StoreLockedError",
 ]
@@ -41,3 +42,21 @@ class StoreLockedError(CDERagError, RuntimeError):
 
 class QdrantUnavailableError(CDERagError, ConnectionError):
     """A Qdrant server could not be reached or answered with an unexpected error."""
+
+
+class DuplicateDocumentError(InvalidInputError):
+    """One sync or ingest got two documents with the same id; nothing was written.
+
+    Attributes:
+        document_id: The repeated id.
+        first: Where it was first seen (``file:line``, a path, or ``documents[i]``).
+        second: Where it was seen again.
+    """
+
+    def __init__(self, document_id: str, first: str, second: str) -> None:
+        """Name the id and both places."""
+        self.document_id, self.first, self.second = document_id, first, second
+        super().__init__(
+            f"document id {document_id!r} appears twice: {first} and {second}; ids must be "
+            "unique in one ingest (give one of them another id, or remove the copy)."
+        )
