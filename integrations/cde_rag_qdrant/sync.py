@@ -62,6 +62,7 @@ RESERVED_METADATA_KEYS = frozenset(
         "headings",
         "page",
         "content_hash",
+        "chunking",
         "version",
     }
 )
@@ -72,9 +73,13 @@ _SCROLL_PAGE = 1024
 _DELETE_BATCH = 256
 
 
-def chunk_point_id(document_id: str, version: str, index: int) -> str:
-    """Point id of chunk ``index`` of a document version (UUIDv5)."""
-    return str(uuid.uuid5(_CHUNK_NAMESPACE, f"{document_id}\x1f{version}\x1f{index}"))
+def chunk_point_id(document_id: str, chunking_key: str, index: int) -> str:
+    """Point id of chunk ``index`` of a document's chunking (UUIDv5).
+
+    ``chunking_key`` hashes the text, its format and the chunker settings (not the
+    metadata), so a metadata-only change rewrites the same points in place.
+    """
+    return str(uuid.uuid5(_CHUNK_NAMESPACE, f"{document_id}\x1f{chunking_key}\x1f{index}"))
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,7 @@ class _Tally:
 class _Plan:
     source: DocumentSource
     content_hash: str
+    chunking_key: str
     version: str
     spans: list[ChunkSpan]
     page_starts: tuple[int, ...]
@@ -212,10 +218,15 @@ def _check_metadata(source: DocumentSource, where: str) -> dict[str, Any]:
     return dict(meta)
 
 
-def _version(content_hash: str, meta: dict[str, Any], text_format: str, chunker: Chunker) -> str:
-    key = json.dumps(
-        [content_hash, meta, text_format, chunker.signature], sort_keys=True, allow_nan=False
-    )
+def _chunking_key(content_hash: str, text_format: str, chunker: Chunker) -> str:
+    """What decides the chunk texts: the text, its format and the chunker settings."""
+    key = json.dumps([content_hash, text_format, chunker.signature])
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+
+def _version(chunking_key: str, meta: dict[str, Any]) -> str:
+    """The chunk texts and the metadata: what the stored points must match."""
+    key = json.dumps([chunking_key, meta], sort_keys=True, allow_nan=False)
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
 
 
@@ -253,7 +264,8 @@ def _plan(
             report.skipped.append(Skipped(where, None, "empty text"))
             continue
         content_hash = _content_hash(loaded.text)
-        version = _version(content_hash, meta, source.text_format, chunker)
+        chunking_key = _chunking_key(content_hash, source.text_format, chunker)
+        version = _version(chunking_key, meta)
         stored = state.get(doc_id, {})
         ids, count = stored.get(version, (set(), -1))
         if set(stored) == {version} and len(ids) == count:
@@ -261,11 +273,21 @@ def _plan(
             report.chunks_unchanged += count
             continue
         spans = chunker.spans(loaded.text, text_format=source.text_format)
-        missing = [k for k in range(len(spans)) if chunk_point_id(doc_id, version, k) not in ids]
-        stale = sum(len(p) for v, (p, _) in stored.items() if v != version)
+        new_ids = [chunk_point_id(doc_id, chunking_key, k) for k in range(len(spans))]
+        missing = [k for k, pid in enumerate(new_ids) if pid not in ids]
+        fresh = set(new_ids)  # points of other versions with these ids get overwritten
+        stale = sum(len(p - fresh) for v, (p, _) in stored.items() if v != version)
         plans.append(
             _Plan(
-                source, content_hash, version, spans, loaded.page_starts, missing, stale, not stored
+                source=source,
+                content_hash=content_hash,
+                chunking_key=chunking_key,
+                version=version,
+                spans=spans,
+                page_starts=loaded.page_starts,
+                missing=missing,
+                stale=stale,
+                added=not stored,
             )
         )
     return plans
@@ -293,6 +315,7 @@ def _chunk_metadata(plan: _Plan, meta: dict[str, Any], k: int) -> dict[str, Any]
         "end": span.end,
         "headings": list(span.headings),
         "content_hash": plan.content_hash,
+        "chunking": plan.chunking_key,
         "version": plan.version,
     }
     if plan.page_starts:
@@ -319,7 +342,7 @@ def _batches(
         for k in plan.missing:
             span = plan.spans[k]
             text = loaded.text[span.start : span.end]
-            ids.append(chunk_point_id(plan.source.id, plan.version, k))
+            ids.append(chunk_point_id(plan.source.id, plan.chunking_key, k))
             texts.append(text)
             payloads.append(build_payload(text, _chunk_metadata(plan, meta, k), col.fingerprint))
             if len(ids) >= batch_size:
@@ -376,7 +399,7 @@ def sync_documents(
     crash_point("written")
     removed = 0
     for plan in plans:
-        if plan.stale:
+        if plan.stale or any(v != plan.version for v in state.get(plan.source.id, {})):
             keep = models.FieldCondition(
                 key="metadata.version", match=models.MatchValue(value=plan.version)
             )
