@@ -4,11 +4,40 @@ from __future__ import annotations
 
 import random
 
-_WORDS = (
-    "context corpus embedding vector query document chunk token window heading paragraph "
-    "sentence retrieval index collection model stage prefix offset sample batch payload "
-    "river mountain garden kitchen library harbour engine signal lantern meadow"
-).split()
+_WORDS = [
+    "context",
+    "corpus",
+    "embedding",
+    "vector",
+    "query",
+    "document",
+    "chunk",
+    "token",
+    "window",
+    "heading",
+    "paragraph",
+    "sentence",
+    "retrieval",
+    "index",
+    "collection",
+    "model",
+    "stage",
+    "prefix",
+    "offset",
+    "sample",
+    "batch",
+    "payload",
+    "river",
+    "mountain",
+    "garden",
+    "kitchen",
+    "library",
+    "harbour",
+    "engine",
+    "signal",
+    "lantern",
+    "meadow",
+]
 _CJK = "语境文档嵌入向量查询检索模型索引集合句子段落标题窗口样本批次花园河流山脉厨房图书馆"
 
 

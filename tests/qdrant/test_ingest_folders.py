@@ -209,7 +209,7 @@ def test_pdf_and_html_are_read_as_text(
     docs.mkdir()
     (docs / "paper.pdf").write_bytes(_minimal_pdf(["First page about rivers", "Second page"]))
     (docs / "keys.html").write_text(HTML, encoding="utf-8")
-    code, out, err = _run(capsys, "ingest", "docs", *MODEL, "--json", "-q", "--chunk-size", "8")
+    code, _out, err = _run(capsys, "ingest", "docs", *MODEL, "--json", "-q", "--chunk-size", "8")
     assert code == 0, err
     client = QdrantClient(path=str(tmp_path / "cde_data"))
     try:
