@@ -109,12 +109,20 @@ class TextTokenizer:
         return [e.ids for e in encodings], truncated
 
     def count(self, texts: Sequence[str], *, add_special_tokens: bool = True) -> list[int]:
-        """Number of tokens of each text, without truncation."""
+        """Number of tokens of each text, without truncation.
+
+        Texts are encoded 256 at a time, so memory stays bounded for long lists (an encoding
+        keeps several arrays per token).
+        """
+        items = list(texts)
+        counts: list[int] = []
         with self._lock:
-            encodings = self._tokenizer.encode_batch(
-                list(texts), add_special_tokens=add_special_tokens
-            )
-        return [len(e.ids) for e in encodings]
+            for start in range(0, len(items), 256):
+                encodings = self._tokenizer.encode_batch(
+                    items[start : start + 256], add_special_tokens=add_special_tokens
+                )
+                counts.extend(len(e.ids) for e in encodings)
+        return counts
 
     def splitter_copy(self) -> Tokenizer:
         """An independent copy of the tokenizer, no truncation or padding (for text splitters)."""

@@ -46,3 +46,11 @@ def test_encoder_benchmark_quick(tmp_path: Path) -> None:
 def test_ingest_benchmark_quick(tmp_path: Path) -> None:
     data = _quick("bench_ingest.py", tmp_path)
     assert data["stored_vs_raw_max_abs_diff"] <= 1e-5  # stored vectors = raw embeddings
+
+
+@pytest.mark.slow
+def test_sync_benchmark_quick(tmp_path: Path) -> None:
+    data = _quick("bench_sync.py", tmp_path)
+    assert data["resync_embedded"] == 0  # an unchanged folder embeds nothing
+    assert data["resync_unchanged"] == data["files"]
+    assert isinstance(data["chunks"], int) and data["chunks"] > data["files"]  # files chunked

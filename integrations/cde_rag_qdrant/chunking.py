@@ -174,7 +174,10 @@ class Chunker:
         self, text: str, spans: list[tuple[int, int]], capacity: int, text_format: TextFormat
     ) -> list[tuple[int, int]]:
         """Re-split any chunk that with prefix and special tokens exceeds the window."""
-        counts = self.encoder.count_tokens([text[a:b] for a, b in spans])
+        counts: list[int] = []
+        for start in range(0, len(spans), 256):  # bounded memory for long documents
+            part = spans[start : start + 256]
+            counts.extend(self.encoder.count_tokens([text[a:b] for a, b in part]))
         out: list[tuple[int, int]] = []
         window = self.encoder.max_length
         for (a, b), n in zip(spans, counts, strict=True):
