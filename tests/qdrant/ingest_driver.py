@@ -3,7 +3,8 @@
 Protocol: the test writes a JSON list of ``cde-rag`` arguments (or an object ``{"args": [...],
 "env": {...}}`` whose ``env`` is set in the child, e.g. ``CDE_RAG_TEST_CRASH_AT``); the driver
 forks a child that runs ``cde_rag_qdrant.cli.main(args)`` and prints ``PID <pid>``. The test
-then writes ``kill`` (SIGKILL the child now) or ``wait``; the driver reaps the child and prints ``EXIT <status>``.
+then writes ``kill`` (SIGKILL the child now) or ``wait``; the driver reaps the child and prints
+``EXIT <status>``.
 Only the driver signals and reaps its own child, so a pid is never reused under it. Forking
 keeps each trial to the cost of the ingest, not a fresh interpreter with torch (seconds).
 """
