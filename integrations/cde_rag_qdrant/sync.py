@@ -135,6 +135,7 @@ class _Plan:
     missing: list[int]
     stale: int
     added: bool
+    aborted: bool = False  # changed while syncing: its stored chunks stay as they are
 
 
 # document id -> version -> (point ids, chunk_count)
@@ -336,7 +337,7 @@ def _batches(
         if _content_hash(loaded.text) != plan.content_hash:
             where = plan.source.origin or plan.source.id
             report.skipped.append(Skipped(where, None, "changed while syncing; run again"))
-            plan.missing, plan.stale = [], 0  # leave its stored chunks as they are
+            plan.missing, plan.stale, plan.aborted = [], 0, True
             continue
         meta = dict(plan.source.metadata)
         for k in plan.missing:
@@ -399,6 +400,8 @@ def sync_documents(
     crash_point("written")
     removed = 0
     for plan in plans:
+        if plan.aborted:
+            continue
         if plan.stale or any(v != plan.version for v in state.get(plan.source.id, {})):
             keep = models.FieldCondition(
                 key="metadata.version", match=models.MatchValue(value=plan.version)
@@ -411,12 +414,12 @@ def sync_documents(
         _delete(col, models.Filter(must=[_doc_is(doomed[start : start + _DELETE_BATCH])]))
         crash_point("pruned")
     removed += sum(gone.values())
-    changed = [p for p in plans if p.missing or p.stale]
+    changed = [p for p in plans if (p.missing or p.stale) and not p.aborted]
     return SyncReport(
         documents_added=sum(1 for p in changed if p.added),
         documents_updated=sum(1 for p in changed if not p.added),
         documents_unchanged=report.documents_unchanged
-        + sum(1 for p in plans if not (p.missing or p.stale)),
+        + sum(1 for p in plans if not (p.missing or p.stale or p.aborted)),
         documents_removed=len(gone),
         chunks_added=written,
         chunks_removed=removed,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cde_rag import CDEEncoder
+from cde_rag import CDEEncoder, CorpusContext
 from cde_rag.errors import InvalidInputError
 from cde_rag.sampling import sample_minicorpus
 from tests.conftest import corpus_texts
@@ -75,3 +75,14 @@ def test_context_size_is_checked_against_the_model(
     with pytest.raises(InvalidInputError, match="need exactly"):
         v1_encoder_session.build_context(corpus_texts(), size=v1_encoder_session.context_size - 1)
     v2_encoder_session.check_context_size(rows - 1)  # v2 accepts fewer rows
+
+
+def test_progress_callback_moves_per_forward_pass(
+    v2_encoder_session: CDEEncoder, v2_context: CorpusContext
+) -> None:
+    done: list[int] = []
+    texts = [f"note {i} " * (i + 1) for i in range(10)]
+    v2_encoder_session.embed_documents(
+        texts, v2_context, batch_size=3, show_progress_bar=False, progress_callback=done.append
+    )
+    assert sum(done) == 10 and len(done) == 4  # one call per batch of at most 3

@@ -248,3 +248,50 @@ def test_sync_checks_its_options(col: ContextualCollection) -> None:
     with pytest.raises(InvalidInputError, match="not a string"):
         col.sync("text")  # type: ignore[arg-type]
     assert isinstance(col.sync([], show_progress_bar=False), SyncReport)
+
+
+def test_recontextualize_and_drift_work_on_a_chunked_collection(
+    col: ContextualCollection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = {"nested.md": LONG_DOCS["nested.md"][:5000], "cjk.txt": LONG_DOCS["cjk.txt"][:1500]}
+    first = col.sync(_docs(texts), show_progress_bar=False)
+    before = _points(col.client, "kb")
+    assert col.drift(show_progress_bar=False).n_documents == len(before)
+    old = col.fingerprint
+    col.recontextualize(seed=5, show_progress_bar=False)
+    assert col.fingerprint != old
+    after = _points(col.client, "kb")
+    assert set(after) == set(before)  # the same chunk points, re-embedded
+    assert all(after[k]["metadata"] == before[k]["metadata"] for k in before)
+    counter = EmbedCounter(col.encoder, monkeypatch)
+    again = col.sync(_docs(texts), show_progress_bar=False)
+    assert counter.texts == [] and again.chunks_unchanged == first.chunks_added
+
+
+class _Shifting:
+    """A document whose text changes between the plan and the write (a file being edited)."""
+
+    id = "moving"
+    text_format = "text"
+    origin = "moving.txt"
+
+    def __init__(self) -> None:
+        self.loads = 0
+        self.metadata: dict[str, Any] = {}
+
+    def load(self) -> Any:
+        from cde_rag_qdrant.documents import LoadedText
+
+        self.loads += 1
+        return LoadedText(f"version {self.loads} of a file that is being edited")
+
+
+def test_a_document_edited_during_the_sync_keeps_its_stored_chunks(
+    col: ContextualCollection,
+) -> None:
+    col.sync([Document("moving", "the stored version")], show_progress_bar=False)
+    report = col.sync([_Shifting()], show_progress_bar=False)
+    assert [str(s) for s in report.skipped] == ["moving.txt: changed while syncing; run again"]
+    assert report.documents_updated == 0 and report.chunks_removed == 0
+    (payload,) = _points(col.client, "kb").values()
+    assert payload["page_content"] == "the stored version"  # nothing lost
