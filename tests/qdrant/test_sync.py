@@ -295,3 +295,15 @@ def test_a_document_edited_during_the_sync_keeps_its_stored_chunks(
     assert report.documents_updated == 0 and report.chunks_removed == 0
     (payload,) = _points(col.client, "kb").values()
     assert payload["page_content"] == "the stored version"  # nothing lost
+
+
+def test_chunks_over_the_window_are_split_again(v2_encoder_session: CDEEncoder) -> None:
+    enc = v2_encoder_session
+    chunker = Chunker(enc)
+    assert chunker.chunk_size == enc.max_chunk_tokens  # the default leaves room for the prefix
+    chunker.chunk_size = enc.max_length  # as if the prefix were forgotten: chunks would overflow
+    text = LONG_DOCS["one-line.txt"]
+    first = chunker._split(text, "text", chunker.chunk_size)
+    assert max(enc.count_tokens([text[a:b] for a, b in first])) > enc.max_length
+    spans = chunker.spans(text)
+    assert max(enc.count_tokens([text[s.start : s.end] for s in spans])) <= enc.max_length
