@@ -326,11 +326,19 @@ def _ingest(args: argparse.Namespace, client: QdrantClient) -> int:
         col = ContextualCollection.open(client, args.collection, encoder)
         if args.context_size is not None:
             _note(args, "note: --context-size is ignored: the collection keeps its context")
+    prune = args.prune
+    if prune and inputs.skipped:
+        _note(
+            args,
+            f"note: not pruning: {len(inputs.skipped)} inputs could not be read, and their "
+            "documents would look gone; fix or remove them and run again with --prune",
+        )
+        prune = False
     report = col.sync(
         inputs.documents,
         chunk_size=chunker.chunk_size,
         chunk_overlap=chunker.chunk_overlap,
-        prune={"root": inputs.roots} if args.prune else False,
+        prune={"root": inputs.roots} if prune else False,
         batch_size=args.batch_size,
         show_progress_bar=not args.quiet,
     )

@@ -275,3 +275,19 @@ def test_langchain_and_llamaindex_read_the_chunked_collection(
         assert result.nodes[0].get_content() == text
     finally:
         client.close()
+
+
+def test_prune_waits_while_some_inputs_cannot_be_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("a note", encoding="utf-8")
+    (docs / "data.jsonl").write_text('{"id": "r1", "text": "a record"}\n', encoding="utf-8")
+    assert _run(capsys, "ingest", "docs", *MODEL, "-q")[0] == 0
+    (docs / "data.jsonl").write_text('{"id": "r1", "text": "a rec\n', encoding="utf-8")  # broken
+    code, out, err = _run(capsys, "ingest", "docs", *MODEL, "--prune", "--json")
+    assert code == 3 and "not pruning: 1 inputs could not be read" in err
+    assert out["documents"]["removed"] == 0
+    assert "data.jsonl" in _ids(tmp_path / "cde_data").values()  # the record is kept
