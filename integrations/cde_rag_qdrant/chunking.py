@@ -86,6 +86,11 @@ def heading_marks(text: str) -> list[tuple[int, int, str]]:
     return marks
 
 
+def _only_headings(chunk: str) -> bool:
+    lines = [line for line in chunk.splitlines() if line.strip()]
+    return bool(lines) and all(_HEADING.fullmatch(line) for line in lines)
+
+
 def _with_headings(spans: list[tuple[int, int]], text: str) -> list[ChunkSpan]:
     marks = heading_marks(text)
     out: list[ChunkSpan] = []
@@ -194,33 +199,43 @@ class Chunker:
             out.extend(self._fit(text, parts, smaller, text_format))
         return out
 
-    def _merge_headings(self, text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        """Join a chunk that is only a heading to the chunk after it when both fit.
+    def _merge_headings(
+        self, text: str, spans: list[tuple[int, int]], text_format: TextFormat
+    ) -> list[tuple[int, int]]:
+        """Keep a heading with the text under it.
 
-        The Markdown splitter cuts a heading off a section too large for one chunk; alone it
-        is a poor search hit, and its section's first chunk loses its title.
+        The Markdown splitter cuts the headings off a section too large for one chunk; alone
+        they make poor search hits, and the section's first chunk loses its title. A chunk of
+        only headings is joined to the next chunk when both fit; otherwise the next chunk is
+        split again with room left for the headings, which then lead its first piece.
         """
-        lone = [
-            i
-            for i, (a, b) in enumerate(spans[:-1])
-            if _HEADING.fullmatch(text[a:b].strip()) and spans[i + 1][0] >= b
-        ]
-        if not lone:
-            return spans
-        counts = self.encoder.count_tokens([text[spans[i][0] : spans[i + 1][1]] for i in lone])
-        merged = dict(zip(lone, counts, strict=True))
+        spans = list(spans)
         out: list[tuple[int, int]] = []
-        skip = False
-        for i, (a, b) in enumerate(spans):
-            if skip:
-                skip = False
-                continue
-            n = merged.get(i)
-            if n is not None and n <= self.encoder.max_length:
-                out.append((a, spans[i + 1][1]))
-                skip = True
-            else:
-                out.append((a, b))
+        window = self.encoder.max_length
+        i = 0
+        while i < len(spans):
+            a, b = spans[i]
+            if i + 1 < len(spans) and spans[i + 1][0] >= b and _only_headings(text[a:b]):
+                na, nb = spans[i + 1]
+                if self.encoder.count_tokens([text[a:nb]])[0] <= window:
+                    spans[i + 1] = (a, nb)
+                    i += 1
+                    continue
+                head = self.encoder.count_tokens([text[a:na]], kind=None)[0]
+                room = self.chunk_size - head - 1
+                if room >= max(16, self.chunk_size // 4):
+                    pieces = [
+                        (na + x, na + y) for x, y in self._split(text[na:nb], text_format, room)
+                    ]
+                    pieces = self._fit(text, pieces, room, text_format)
+                    first = (a, pieces[0][1]) if pieces else (a, a)
+                    if pieces and self.encoder.count_tokens([text[slice(*first)]])[0] <= window:
+                        pieces[0] = first
+                        spans[i + 1 : i + 2] = pieces
+                        i += 1
+                        continue
+            out.append((a, b))
+            i += 1
         return out
 
     def spans(self, text: str, *, text_format: TextFormat = "text") -> list[ChunkSpan]:
@@ -238,5 +253,5 @@ class Chunker:
             text, self._split(text, text_format, self.chunk_size), self.chunk_size, text_format
         )
         if text_format == "markdown":
-            return _with_headings(self._merge_headings(text, raw), text)
+            return _with_headings(self._merge_headings(text, raw, text_format), text)
         return [ChunkSpan(a, b) for a, b in raw]

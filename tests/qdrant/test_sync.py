@@ -19,7 +19,7 @@ from cde_rag_qdrant import (
     DuplicateDocumentError,
     SyncReport,
 )
-from cde_rag_qdrant.chunking import Chunker, heading_marks
+from cde_rag_qdrant.chunking import Chunker, _only_headings, heading_marks
 from cde_rag_qdrant.sync import chunk_point_id
 from tests.qdrant.long_docs import LONG_DOCS
 
@@ -103,6 +103,12 @@ def test_markdown_chunks_carry_their_heading_path(v2_encoder_session: CDEEncoder
             assert span.headings == ("Handbook", part, before[-1][2])
             checked += 1
     assert checked > 10
+    for size in (60, None):  # a heading stays with the text under it
+        for name in ("nested.md", "code.md"):
+            doc = LONG_DOCS[name]
+            chunks = Chunker(v2_encoder_session, chunk_size=size).spans(doc, text_format="markdown")
+            lone = [doc[c.start : c.end] for c in chunks if _only_headings(doc[c.start : c.end])]
+            assert lone == [], (name, size)
 
 
 def test_chunk_size_and_overlap_are_honoured_and_checked(v2_encoder_session: CDEEncoder) -> None:
