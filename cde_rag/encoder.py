@@ -288,6 +288,85 @@ class CDEEncoder:
             f"max_length={self.max_length})"
         )
 
+    # -- tokens --------------------------------------------------------------------------
+
+    def count_tokens(
+        self, texts: Sequence[str], *, kind: Literal["document", "query"] | None = "document"
+    ) -> list[int]:
+        """How many tokens the model reads for each text, counted with its own tokenizer.
+
+        ``kind="document"`` (default) and ``"query"`` count what :meth:`embed_documents` /
+        :meth:`embed_queries` feed the model: the prefix (never doubled), the special tokens
+        and the text, before truncation; a text fits when its count is at most
+        :attr:`max_length`. ``kind=None`` counts the bare text tokens (no prefix, no special
+        tokens), the unit of :attr:`max_chunk_tokens`. Use it as the length function of a
+        text splitter so chunks are measured in the model's own tokens.
+
+        Args:
+            texts: The texts (empty strings are allowed and count the overhead).
+            kind: ``"document"``, ``"query"`` or ``None``.
+
+        Returns:
+            One count per text.
+
+        Raises:
+            InvalidInputError: A bare string or a non-string item, or an unknown ``kind``.
+
+        Example:
+            >>> n = encoder.count_tokens(["a chunk of text"])[0]  # doctest: +SKIP
+            >>> fits = n <= encoder.max_length  # doctest: +SKIP
+        """
+        if isinstance(texts, str | bytes) or not isinstance(texts, Sequence):
+            msg = f"texts must be a list of strings, got {type(texts).__name__}; wrap it: [text]."
+            raise InvalidInputError(msg)
+        items: list[object] = list(texts)
+        for i, item in enumerate(items):
+            if not isinstance(item, str):
+                msg = f"texts[{i}] is {type(item).__name__}; every item must be a str."
+                raise InvalidInputError(msg)
+        if kind is None:
+            return self.tokenizer.count(texts, add_special_tokens=False)
+        if kind not in ("document", "query"):
+            msg = f"kind={kind!r}; expected 'document', 'query' or None."
+            raise InvalidInputError(msg)
+        prefix = self.document_prefix if kind == "document" else self.query_prefix
+        return self.tokenizer.count(add_prefix(texts, prefix))
+
+    @property
+    def max_chunk_tokens(self) -> int:
+        """Most bare text tokens (``count_tokens(..., kind=None)``) a document chunk may have.
+
+        :attr:`max_length` minus the document prefix and special tokens, minus one token of
+        margin (a prefix ending in a space can tokenise differently when joined to a text), so
+        a chunk of this size is never truncated. Give it to splitters that count bare tokens.
+        """
+        overhead = self.count_tokens([""])[0]
+        return max(1, self.max_length - overhead - 1)
+
+    def check_context_size(self, size: int) -> None:
+        """Check that a context of ``size`` rows suits this model.
+
+        Raises:
+            InvalidInputError: ``size`` is not a positive int, exceeds the model's
+                :attr:`context_size`, or differs from it on a v1 model (which needs exactly
+                its rows).
+        """
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            msg = f"Minicorpus size must be a positive integer, got {size!r}; pass size >= 1."
+            raise InvalidInputError(msg)
+        if size > self.context_size:
+            msg = (
+                f"context size {size} exceeds the {self.context_size} rows this model was "
+                f"trained with; pass a size of at most {self.context_size} (or leave it unset)."
+            )
+            raise InvalidInputError(msg)
+        if self.config.version == "v1" and size != self.context_size:
+            msg = (
+                f"context size {size}: cde v1 models need exactly {self.context_size} context "
+                "rows; leave the size unset."
+            )
+            raise InvalidInputError(msg)
+
     # -- context -------------------------------------------------------------------------
 
     def build_context(
@@ -330,10 +409,15 @@ class CDEEncoder:
             raise InvalidInputError(msg)
         documents = validate_texts(corpus, "corpus", non_empty=True)
         n_rows = self.context_size if size is None else size
+        self.check_context_size(n_rows)
         start = time.perf_counter()
         texts = sample_minicorpus(documents, n_rows, seed=seed, strategy=strategy)
         given = len(documents) == n_rows
-        embeddings = self._first_stage(texts, batch_size, show_progress_bar)
+        # stage 1 embeds each text on its own, so oversampled repeats reuse one row (exact)
+        distinct = list(dict.fromkeys(texts))
+        rows = self._first_stage(distinct, batch_size, show_progress_bar)
+        row_of = {text: i for i, text in enumerate(distinct)}
+        embeddings = rows[[row_of[t] for t in texts]] if len(distinct) < len(texts) else rows
         context = CorpusContext(
             embeddings,
             new_provenance(
@@ -420,6 +504,7 @@ class CDEEncoder:
         show_progress_bar: bool | None = ...,
         output: Literal["numpy"] = ...,
         prefix: str | None = ...,
+        progress_callback: Callable[[int], None] | None = ...,
     ) -> npt.NDArray[np.float32]: ...
     @overload
     def embed_documents(
@@ -433,6 +518,7 @@ class CDEEncoder:
         show_progress_bar: bool | None = ...,
         output: Literal["torch"],
         prefix: str | None = ...,
+        progress_callback: Callable[[int], None] | None = ...,
     ) -> torch.Tensor: ...
     def embed_documents(
         self,
@@ -445,6 +531,7 @@ class CDEEncoder:
         show_progress_bar: bool | None = None,
         output: OutputKind = "numpy",
         prefix: str | None = None,
+        progress_callback: Callable[[int], None] | None = None,
     ) -> npt.NDArray[np.float32] | torch.Tensor:
         """Embed documents under ``context`` (``search_document: `` prefix added once).
 
@@ -462,6 +549,8 @@ class CDEEncoder:
             show_progress_bar: Show a progress bar (default: when logging at INFO).
             output: ``"numpy"`` (float32 array) or ``"torch"`` (float32 CPU tensor).
             prefix: Override :attr:`document_prefix` for this call (``""``: no prefix).
+            progress_callback: Called with the number of texts done after each forward
+                pass (e.g. to move a caller's own progress bar).
 
         Returns:
             (len(texts), dim) float32 vectors.
@@ -483,6 +572,7 @@ class CDEEncoder:
             normalize=normalize,
             show_progress_bar=show_progress_bar,
             output=output,
+            progress_callback=progress_callback,
         )
 
     @overload
@@ -576,6 +666,7 @@ class CDEEncoder:
         normalize: bool,
         show_progress_bar: bool | None,
         output: OutputKind,
+        progress_callback: Callable[[int], None] | None = None,
     ) -> npt.NDArray[np.float32] | torch.Tensor:
         if output not in ("numpy", "torch"):
             msg = f"output={output!r}; expected 'numpy' or 'torch'."
@@ -599,6 +690,7 @@ class CDEEncoder:
             extra_tokens=rows.shape[0] + self.config.n_soft_prompt,
             desc="Embedding",
             show_progress_bar=show_progress_bar,
+            progress_callback=progress_callback,
         )
         if normalize:
             vectors = F.normalize(vectors, dim=-1)
@@ -614,6 +706,7 @@ class CDEEncoder:
         extra_tokens: int,
         desc: str,
         show_progress_bar: bool | None,
+        progress_callback: Callable[[int], None] | None = None,
     ) -> torch.Tensor:
         """Run ``forward`` over length-sorted batches; float32 CPU rows in the caller's order."""
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
@@ -640,4 +733,6 @@ class CDEEncoder:
                 result = forward(ids.to(self.device), mask.to(self.device))
                 out[torch.tensor(batch)] = result.float().cpu()
                 logger.debug("%s: batch of %d x %d tokens", desc, len(batch), ids.shape[1])
+                if progress_callback is not None:
+                    progress_callback(len(batch))
         return out

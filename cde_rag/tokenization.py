@@ -105,6 +105,30 @@ class TextTokenizer:
         truncated = sum(1 for e in encodings if e.overflowing)
         return [e.ids for e in encodings], truncated
 
+    def count(self, texts: Sequence[str], *, add_special_tokens: bool = True) -> list[int]:
+        """Number of tokens of each text, without truncation.
+
+        Texts are encoded 256 at a time, so memory stays bounded for long lists (an encoding
+        keeps several arrays per token).
+        """
+        items = list(texts)
+        counts: list[int] = []
+        with self._lock:
+            for start in range(0, len(items), 256):
+                encodings = self._tokenizer.encode_batch(
+                    items[start : start + 256], add_special_tokens=add_special_tokens
+                )
+                counts.extend(len(e.ids) for e in encodings)
+        return counts
+
+    def splitter_copy(self) -> Tokenizer:
+        """An independent copy of the tokenizer, no truncation or padding (for text splitters)."""
+        with self._lock:
+            copy = Tokenizer.from_str(self._tokenizer.to_str())
+        copy.no_truncation()
+        copy.no_padding()
+        return copy
+
     def __getstate__(self) -> dict[str, object]:
         """Copy/pickle support: the lock is not copied."""
         state = self.__dict__.copy()

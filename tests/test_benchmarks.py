@@ -85,3 +85,11 @@ def test_server_benchmark_quick(tmp_path: Path) -> None:
         assert run["lost"] == 0 and run["wrong"] == 0
         assert run["max_abs_diff"] <= 1e-5
         assert run["requests"] == 80
+
+
+@pytest.mark.slow
+def test_sync_benchmark_quick(tmp_path: Path) -> None:
+    data = _quick("bench_sync.py", tmp_path)
+    assert data["resync_embedded"] == 0  # an unchanged folder embeds nothing
+    assert data["resync_unchanged"] == data["files"]
+    assert isinstance(data["chunks"], int) and data["chunks"] > data["files"]  # files chunked

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from qdrant_client import QdrantClient, models
 
@@ -38,6 +38,10 @@ from cde_rag_qdrant.payload import (
 )
 from cde_rag_qdrant.record import ContextRecord
 from cde_rag_qdrant.results import CollectionSummary, DriftReport, SearchHit
+
+if TYPE_CHECKING:
+    from cde_rag_qdrant.documents import DocumentSource
+    from cde_rag_qdrant.sync import SyncReport
 
 __all__ = [
     "CONTENT_PAYLOAD_KEY",
@@ -328,6 +332,71 @@ class ContextualCollection:
             show_progress_bar=show_progress_bar,
         )
         return keys
+
+    def sync(
+        self,
+        documents: Iterable[DocumentSource],
+        *,
+        chunk_size: int | None = None,
+        chunk_overlap: int = 0,
+        prune: bool | models.Filter | Mapping[str, Any] = False,
+        batch_size: int = 64,
+        show_progress_bar: bool | None = None,
+    ) -> SyncReport:
+        """Chunk documents and bring the collection in step with them (incremental).
+
+        Each document is hashed and compared with what is stored: an unchanged one is not
+        chunked or embedded; a new or changed one is chunked to fit the model window (token
+        counts from the model's tokenizer; Markdown at headings, then paragraphs, sentences,
+        words), its new chunks are written and then its chunks of other versions deleted.
+        Chunk point ids derive from the document id, its version and the chunk index, so
+        re-runs are idempotent and a crash at any point converges on the next sync. Every
+        input is read and checked before anything is written. See :mod:`cde_rag_qdrant.sync`
+        for the chunk metadata.
+
+        Args:
+            documents: :class:`~cde_rag_qdrant.documents.Document` objects (or any
+                ``DocumentSource``, such as files read on demand); ids unique.
+            chunk_size: Most text tokens per chunk (default: ``encoder.max_chunk_tokens``,
+                the window minus prefix and special tokens).
+            chunk_overlap: Tokens shared by neighbouring chunks.
+            prune: ``True``: delete the documents of the collection that are not in
+                ``documents``; a filter (or ``{"key": value}`` on metadata): only those
+                matching it; ``False`` (default): delete nothing else.
+            batch_size: Points per upsert.
+            show_progress_bar: Progress bars (default: when logging at INFO).
+
+        Returns:
+            Counts of added, updated, unchanged and removed documents and chunks.
+
+        Raises:
+            DuplicateDocumentError: Two documents share an id (both places named).
+            InvalidInputError: Bad options, ids or metadata (nothing was written).
+
+        Example:
+            >>> from cde_rag_qdrant import Document  # doctest: +SKIP
+            >>> docs = [Document("faq.md", text, text_format="markdown")]  # doctest: +SKIP
+            >>> report = col.sync(docs, prune=True)  # doctest: +SKIP
+        """
+        from cde_rag_qdrant.chunking import Chunker
+        from cde_rag_qdrant.sync import sync_documents
+
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            msg = f"batch_size={batch_size!r}; expected a positive int."
+            raise InvalidInputError(msg)
+        given: object = documents
+        if isinstance(given, str | bytes):
+            msg = "documents must be a collection of Document objects, not a string."
+            raise InvalidInputError(msg)
+        chunker = Chunker(self.encoder, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+        return sync_documents(
+            self,
+            documents,
+            chunker,
+            prune=prune,
+            batch_size=batch_size,
+            show_progress_bar=show_progress_bar,
+        )
 
     def delete(
         self,
