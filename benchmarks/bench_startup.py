@@ -61,7 +61,8 @@ def main() -> int:
     torch_s = results["python -c 'import torch'"]
     width = max(len(n) for n in results)
     for name, seconds in results.items():
-        print(f"{name:<{width}}  {seconds * 1000:8.0f} ms  ({seconds / torch_s:5.2f}x import torch)")
+        ratio = seconds / torch_s
+        print(f"{name:<{width}}  {seconds * 1000:8.0f} ms  ({ratio:5.2f}x import torch)")
     help_ratio = results["cde-rag --help"] / torch_s
     verdict = "ok" if help_ratio < 0.5 else "SLOW"
     print(f"cde-rag --help / import torch = {help_ratio:.2f} (target < 0.5: {verdict})")

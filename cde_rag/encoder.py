@@ -17,24 +17,28 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from cde_rag._batching import length_sorted_batches, pad_batch
+from cde_rag._fastpath import AttentionName, auto_dtype, resolve_attention
 from cde_rag.config import CDEConfig, ModernBertConfig, NomicRotaryMode, load_config
 from cde_rag.context import CorpusContext, ModelIdentity, new_provenance
 from cde_rag.errors import ContextError, InvalidInputError
 from cde_rag.hub import file_sha256, resolve_checkpoint
 from cde_rag.model.cde import CDEModel
+from cde_rag.model.unpadded import set_attention
+from cde_rag.model.varlen import AttentionMode
 from cde_rag.model.weights import load_model
+from cde_rag.progress import progress_enabled
 from cde_rag.sampling import SAMPLING_STRATEGIES, SamplingStrategy, sample_minicorpus
 from cde_rag.tokenization import (
     TextTokenizer,
     TokenizerSource,
     add_prefix,
     load_tokenizer,
-    validate_texts,
 )
+from cde_rag.validation import validate_texts
 
 logger = logging.getLogger(__name__)
 
-DTypeName = Literal["float32", "bfloat16", "float16"]
+DTypeName = Literal["auto", "float32", "bfloat16", "float16"]
 OutputKind = Literal["numpy", "torch"]
 _DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -81,15 +85,8 @@ def resolve_dtype(dtype: DTypeName | torch.dtype) -> torch.dtype:
         return dtype
     if isinstance(dtype, str) and dtype in _DTYPES:
         return _DTYPES[dtype]
-    msg = f"dtype={dtype!r} is not supported; use one of {', '.join(_DTYPES)}."
+    msg = f"dtype={dtype!r} is not supported; use one of {', '.join(_DTYPES)} or 'auto'."
     raise InvalidInputError(msg)
-
-
-def progress_enabled(show_progress_bar: bool | None) -> bool:
-    """``None`` means: on when the ``cde_rag`` logger is at INFO or DEBUG."""
-    if show_progress_bar is not None:
-        return show_progress_bar
-    return logging.getLogger("cde_rag").getEffectiveLevel() <= logging.INFO
 
 
 class CDEEncoder:
@@ -128,7 +125,14 @@ class CDEEncoder:
         self.folder = folder
         self.query_prefix = model.config.query_prefix
         self.document_prefix = model.config.document_prefix
-        model.second_stage_model.instruction_end_id = tokenizer.instruction_end_id
+        if model.config.instruction_end_id != tokenizer.instruction_end_id:
+            msg = (
+                f"the model's config has instruction_end_id={model.config.instruction_end_id} "
+                f"but the tokenizer's is {tokenizer.instruction_end_id}; they must match or "
+                "pooling drops the wrong positions. Build the config with load_config(folder, "
+                "instruction_end_id=tokenizer.instruction_end_id)."
+            )
+            raise InvalidInputError(msg)
         self._max_length = 0
         self.max_length = model.config.max_seq_length if max_length is None else max_length
 
@@ -141,13 +145,14 @@ class CDEEncoder:
         *,
         revision: str | None = None,
         device: str | torch.device = "auto",
-        dtype: DTypeName | torch.dtype = "float32",
+        dtype: DTypeName | torch.dtype = "auto",
         tokenizer: TokenizerSource | None = None,
         max_length: int | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         output_residual: bool | None = None,
         pool_ignore_instruction_tokens: bool | None = None,
         nomic_rotary_mode: NomicRotaryMode | None = None,
+        attention: AttentionName = "auto",
     ) -> CDEEncoder:
         """Load a CDE checkpoint (hub id or local folder) without running remote code.
 
@@ -156,8 +161,10 @@ class CDEEncoder:
                 ``config.json`` and ``model.safetensors`` (and tokenizer files).
             revision: Hub branch, tag or commit to pin.
             device: ``"auto"`` (cuda, mps, cpu), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
-            dtype: ``"float32"`` (default), or ``"bfloat16"`` / ``"float16"`` (opt-in, faster
-                on hardware that supports them; vectors differ slightly from float32).
+            dtype: ``"auto"`` (default: ``"bfloat16"`` on CUDA GPUs that support it,
+                ``"float32"`` elsewhere), ``"float32"``, ``"bfloat16"`` or ``"float16"``
+                (faster on hardware that supports them; vectors differ slightly from float32,
+                cosine >= 0.999).
             tokenizer: Override the tokenizer (``tokenizers.Tokenizer``, folder, file, hub id).
             max_length: Token limit per text (default: ``max_seq_length`` of the config, 512).
             cache_dir: Hugging Face cache folder.
@@ -165,6 +172,10 @@ class CDEEncoder:
             pool_ignore_instruction_tokens: Override v2 instruction-token pooling.
             nomic_rotary_mode: v1 rotary behaviour: ``"hf_remote"`` (default), ``"training"``
                 or ``"repo_hf"`` (see ``cde_rag.model.nomic_bert``).
+            attention: ``"auto"`` (default: ``"packed"`` on CUDA, ``"padded"`` elsewhere),
+                ``"padded"`` (right-padded batches) or ``"packed"`` (unpadded rows; on CUDA in
+                bfloat16/float16 through flash-attention's varlen kernel). Same vectors either
+                way (<= 1e-5); see ``cde_rag.model.unpadded``.
 
         Returns:
             The encoder, in eval mode.
@@ -187,13 +198,18 @@ class CDEEncoder:
             output_residual=output_residual,
             pool_ignore_instruction_tokens=pool_ignore_instruction_tokens,
             nomic_rotary_mode=nomic_rotary_mode,
+            instruction_end_id=None,  # taken from the tokenizer actually used, below
         )
-        torch_device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
-        weights = resolved.folder / "model.safetensors"
-        model = load_model(config, weights, device=torch_device, dtype=torch_dtype)
         text_tokenizer = load_tokenizer(
             resolved.folder, config.embedder, tokenizer=tokenizer, cache_dir=cache_dir
         )
+        config = dataclasses.replace(config, instruction_end_id=text_tokenizer.instruction_end_id)
+        torch_device = resolve_device(device)
+        torch_dtype = auto_dtype(torch_device) if dtype == "auto" else resolve_dtype(dtype)
+        layout = resolve_attention(attention, torch_device)
+        weights = resolved.folder / "model.safetensors"
+        model = load_model(config, weights, device=torch_device, dtype=torch_dtype)
+        set_attention(model, layout)
         identity = ModelIdentity(
             model_id=resolved.model_id,
             weights_hash=file_sha256(weights),
@@ -202,12 +218,13 @@ class CDEEncoder:
             dim=config.hidden_size,
         )
         logger.info(
-            "loaded %s (cde %s, weights %s) on %s/%s in %.1fs",
+            "loaded %s (cde %s, weights %s) on %s/%s, %s attention, in %.1fs",
             resolved.model_id,
             config.version,
             identity.weights_hash[:12],
             torch_device,
             str(torch_dtype).removeprefix("torch."),
+            layout,
             time.perf_counter() - start,
         )
         return cls(model, text_tokenizer, identity, max_length=max_length, folder=resolved.folder)
@@ -240,6 +257,11 @@ class CDEEncoder:
         return next(self.model.parameters()).dtype
 
     @property
+    def attention(self) -> AttentionMode:
+        """Batch layout of the forward passes: ``"padded"`` or ``"packed"`` (unpadded)."""
+        return self.model.second_stage_model.backbone.attention
+
+    @property
     def max_length(self) -> int:
         """Token limit per text (prefix and special tokens included); longer texts are cut."""
         return self._max_length
@@ -265,6 +287,85 @@ class CDEEncoder:
             f"dim={self.dim}, device={self.device}, dtype={self.dtype}, "
             f"max_length={self.max_length})"
         )
+
+    # -- tokens --------------------------------------------------------------------------
+
+    def count_tokens(
+        self, texts: Sequence[str], *, kind: Literal["document", "query"] | None = "document"
+    ) -> list[int]:
+        """How many tokens the model reads for each text, counted with its own tokenizer.
+
+        ``kind="document"`` (default) and ``"query"`` count what :meth:`embed_documents` /
+        :meth:`embed_queries` feed the model: the prefix (never doubled), the special tokens
+        and the text, before truncation; a text fits when its count is at most
+        :attr:`max_length`. ``kind=None`` counts the bare text tokens (no prefix, no special
+        tokens), the unit of :attr:`max_chunk_tokens`. Use it as the length function of a
+        text splitter so chunks are measured in the model's own tokens.
+
+        Args:
+            texts: The texts (empty strings are allowed and count the overhead).
+            kind: ``"document"``, ``"query"`` or ``None``.
+
+        Returns:
+            One count per text.
+
+        Raises:
+            InvalidInputError: A bare string or a non-string item, or an unknown ``kind``.
+
+        Example:
+            >>> n = encoder.count_tokens(["a chunk of text"])[0]  # doctest: +SKIP
+            >>> fits = n <= encoder.max_length  # doctest: +SKIP
+        """
+        if isinstance(texts, str | bytes) or not isinstance(texts, Sequence):
+            msg = f"texts must be a list of strings, got {type(texts).__name__}; wrap it: [text]."
+            raise InvalidInputError(msg)
+        items: list[object] = list(texts)
+        for i, item in enumerate(items):
+            if not isinstance(item, str):
+                msg = f"texts[{i}] is {type(item).__name__}; every item must be a str."
+                raise InvalidInputError(msg)
+        if kind is None:
+            return self.tokenizer.count(texts, add_special_tokens=False)
+        if kind not in ("document", "query"):
+            msg = f"kind={kind!r}; expected 'document', 'query' or None."
+            raise InvalidInputError(msg)
+        prefix = self.document_prefix if kind == "document" else self.query_prefix
+        return self.tokenizer.count(add_prefix(texts, prefix))
+
+    @property
+    def max_chunk_tokens(self) -> int:
+        """Most bare text tokens (``count_tokens(..., kind=None)``) a document chunk may have.
+
+        :attr:`max_length` minus the document prefix and special tokens, minus one token of
+        margin (a prefix ending in a space can tokenise differently when joined to a text), so
+        a chunk of this size is never truncated. Give it to splitters that count bare tokens.
+        """
+        overhead = self.count_tokens([""])[0]
+        return max(1, self.max_length - overhead - 1)
+
+    def check_context_size(self, size: int) -> None:
+        """Check that a context of ``size`` rows suits this model.
+
+        Raises:
+            InvalidInputError: ``size`` is not a positive int, exceeds the model's
+                :attr:`context_size`, or differs from it on a v1 model (which needs exactly
+                its rows).
+        """
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            msg = f"Minicorpus size must be a positive integer, got {size!r}; pass size >= 1."
+            raise InvalidInputError(msg)
+        if size > self.context_size:
+            msg = (
+                f"context size {size} exceeds the {self.context_size} rows this model was "
+                f"trained with; pass a size of at most {self.context_size} (or leave it unset)."
+            )
+            raise InvalidInputError(msg)
+        if self.config.version == "v1" and size != self.context_size:
+            msg = (
+                f"context size {size}: cde v1 models need exactly {self.context_size} context "
+                "rows; leave the size unset."
+            )
+            raise InvalidInputError(msg)
 
     # -- context -------------------------------------------------------------------------
 
@@ -306,15 +407,17 @@ class CDEEncoder:
         if strategy not in SAMPLING_STRATEGIES:
             msg = f"strategy={strategy!r}; expected one of {', '.join(SAMPLING_STRATEGIES)}."
             raise InvalidInputError(msg)
-        if isinstance(corpus, str | bytes):
-            msg = "corpus must be a collection of documents, not a single string; wrap it: [text]."
-            raise InvalidInputError(msg)
-        documents = validate_texts(list(corpus), "corpus")
+        documents = validate_texts(corpus, "corpus", non_empty=True)
         n_rows = self.context_size if size is None else size
+        self.check_context_size(n_rows)
         start = time.perf_counter()
         texts = sample_minicorpus(documents, n_rows, seed=seed, strategy=strategy)
         given = len(documents) == n_rows
-        embeddings = self._first_stage(texts, batch_size, show_progress_bar)
+        # stage 1 embeds each text on its own, so oversampled repeats reuse one row (exact)
+        distinct = list(dict.fromkeys(texts))
+        rows = self._first_stage(distinct, batch_size, show_progress_bar)
+        row_of = {text: i for i, text in enumerate(distinct)}
+        embeddings = rows[[row_of[t] for t in texts]] if len(distinct) < len(texts) else rows
         context = CorpusContext(
             embeddings,
             new_provenance(
@@ -401,6 +504,7 @@ class CDEEncoder:
         show_progress_bar: bool | None = ...,
         output: Literal["numpy"] = ...,
         prefix: str | None = ...,
+        progress_callback: Callable[[int], None] | None = ...,
     ) -> npt.NDArray[np.float32]: ...
     @overload
     def embed_documents(
@@ -414,6 +518,7 @@ class CDEEncoder:
         show_progress_bar: bool | None = ...,
         output: Literal["torch"],
         prefix: str | None = ...,
+        progress_callback: Callable[[int], None] | None = ...,
     ) -> torch.Tensor: ...
     def embed_documents(
         self,
@@ -426,6 +531,7 @@ class CDEEncoder:
         show_progress_bar: bool | None = None,
         output: OutputKind = "numpy",
         prefix: str | None = None,
+        progress_callback: Callable[[int], None] | None = None,
     ) -> npt.NDArray[np.float32] | torch.Tensor:
         """Embed documents under ``context`` (``search_document: `` prefix added once).
 
@@ -443,6 +549,8 @@ class CDEEncoder:
             show_progress_bar: Show a progress bar (default: when logging at INFO).
             output: ``"numpy"`` (float32 array) or ``"torch"`` (float32 CPU tensor).
             prefix: Override :attr:`document_prefix` for this call (``""``: no prefix).
+            progress_callback: Called with the number of texts done after each forward
+                pass (e.g. to move a caller's own progress bar).
 
         Returns:
             (len(texts), dim) float32 vectors.
@@ -464,6 +572,7 @@ class CDEEncoder:
             normalize=normalize,
             show_progress_bar=show_progress_bar,
             output=output,
+            progress_callback=progress_callback,
         )
 
     @overload
@@ -557,6 +666,7 @@ class CDEEncoder:
         normalize: bool,
         show_progress_bar: bool | None,
         output: OutputKind,
+        progress_callback: Callable[[int], None] | None = None,
     ) -> npt.NDArray[np.float32] | torch.Tensor:
         if output not in ("numpy", "torch"):
             msg = f"output={output!r}; expected 'numpy' or 'torch'."
@@ -580,6 +690,7 @@ class CDEEncoder:
             extra_tokens=rows.shape[0] + self.config.n_soft_prompt,
             desc="Embedding",
             show_progress_bar=show_progress_bar,
+            progress_callback=progress_callback,
         )
         if normalize:
             vectors = F.normalize(vectors, dim=-1)
@@ -595,6 +706,7 @@ class CDEEncoder:
         extra_tokens: int,
         desc: str,
         show_progress_bar: bool | None,
+        progress_callback: Callable[[int], None] | None = None,
     ) -> torch.Tensor:
         """Run ``forward`` over length-sorted batches; float32 CPU rows in the caller's order."""
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
@@ -621,4 +733,6 @@ class CDEEncoder:
                 result = forward(ids.to(self.device), mask.to(self.device))
                 out[torch.tensor(batch)] = result.float().cpu()
                 logger.debug("%s: batch of %d x %d tokens", desc, len(batch), ids.shape[1])
+                if progress_callback is not None:
+                    progress_callback(len(batch))
         return out

@@ -28,6 +28,8 @@ def test_qdrant_exports() -> None:
             "FINGERPRINT_PAYLOAD_KEY",
             "METADATA_KEY",
             "METADATA_PAYLOAD_KEY",
+            "AsyncContextualCollection",
+            "ClientTypeError",
             "CollectionConfigError",
             "CollectionEmptyError",
             "CollectionExistsError",
@@ -36,10 +38,15 @@ def test_qdrant_exports() -> None:
             "ContextMissingError",
             "ContextRecord",
             "ContextualCollection",
+            "Document",
+            "DocumentSource",
             "DriftReport",
+            "DuplicateDocumentError",
             "QdrantUnavailableError",
             "SearchHit",
             "StoreLockedError",
+            "StoreUnusableError",
+            "SyncReport",
             "build_payload",
             "connect",
             "point_id",
@@ -61,6 +68,19 @@ def test_errors_refine_builtins() -> None:
     assert issubclass(errors.InvalidInputError, ValueError)
     assert issubclass(errors.OptionalDependencyError, ImportError)
     assert issubclass(cde_rag_qdrant.StoreLockedError, cde_rag.CDERagError)
+    assert issubclass(cde_rag_qdrant.DuplicateDocumentError, errors.InvalidInputError)
+    assert issubclass(cde_rag_qdrant.DuplicateDocumentError, ValueError)
     err = errors.OptionalDependencyError("LangChain is missing.", extra="langchain")
     assert err.extra == "langchain"
     assert "pip install 'cde-rag[langchain]'" in str(err)
+
+
+def test_server_exports() -> None:
+    import cde_rag_qdrant.server as server
+
+    assert sorted(server.__all__) == [
+        "ContextRegistry",
+        "ModelEntry",
+        "ServerSettings",
+        "create_app",
+    ]

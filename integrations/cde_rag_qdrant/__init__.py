@@ -17,18 +17,23 @@ import importlib
 from typing import TYPE_CHECKING
 
 from cde_rag_qdrant.errors import (
+    ClientTypeError,
     CollectionConfigError,
     CollectionEmptyError,
     CollectionExistsError,
     CollectionNotFoundError,
     ContextMissingError,
+    DuplicateDocumentError,
     QdrantUnavailableError,
     StoreLockedError,
+    StoreUnusableError,
 )
 
 if TYPE_CHECKING:
     from cde_rag_qdrant._store import connect, read_context, read_record
+    from cde_rag_qdrant.async_collection import AsyncContextualCollection
     from cde_rag_qdrant.collection import ContextualCollection
+    from cde_rag_qdrant.documents import Document, DocumentSource
     from cde_rag_qdrant.payload import (
         CONTENT_PAYLOAD_KEY,
         FINGERPRINT_PAYLOAD_KEY,
@@ -38,6 +43,7 @@ if TYPE_CHECKING:
     )
     from cde_rag_qdrant.record import METADATA_KEY, ContextRecord
     from cde_rag_qdrant.results import CollectionSummary, DriftReport, SearchHit
+    from cde_rag_qdrant.sync import SyncReport
 
 # qdrant-client and torch load on first use, so the `cde-rag` command starts fast.
 _LAZY = {
@@ -45,6 +51,10 @@ _LAZY = {
     "read_context": "cde_rag_qdrant._store",
     "read_record": "cde_rag_qdrant._store",
     "ContextualCollection": "cde_rag_qdrant.collection",
+    "Document": "cde_rag_qdrant.documents",
+    "DocumentSource": "cde_rag_qdrant.documents",
+    "SyncReport": "cde_rag_qdrant.sync",
+    "AsyncContextualCollection": "cde_rag_qdrant.async_collection",
     "CONTENT_PAYLOAD_KEY": "cde_rag_qdrant.payload",
     "FINGERPRINT_PAYLOAD_KEY": "cde_rag_qdrant.payload",
     "METADATA_PAYLOAD_KEY": "cde_rag_qdrant.payload",
@@ -74,6 +84,8 @@ __all__ = [
     "FINGERPRINT_PAYLOAD_KEY",
     "METADATA_KEY",
     "METADATA_PAYLOAD_KEY",
+    "AsyncContextualCollection",
+    "ClientTypeError",
     "CollectionConfigError",
     "CollectionEmptyError",
     "CollectionExistsError",
@@ -82,10 +94,15 @@ __all__ = [
     "ContextMissingError",
     "ContextRecord",
     "ContextualCollection",
+    "Document",
+    "DocumentSource",
     "DriftReport",
+    "DuplicateDocumentError",
     "QdrantUnavailableError",
     "SearchHit",
     "StoreLockedError",
+    "StoreUnusableError",
+    "SyncReport",
     "build_payload",
     "connect",
     "point_id",

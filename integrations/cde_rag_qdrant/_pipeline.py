@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -14,8 +14,9 @@ from qdrant_client import QdrantClient, models
 from tqdm.auto import tqdm
 
 from cde_rag import CDEEncoder, CorpusContext
-from cde_rag.encoder import progress_enabled
+from cde_rag.progress import progress_enabled
 from cde_rag_qdrant._store import qdrant_errors
+from cde_rag_qdrant._testhooks import crash_point
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 class PendingBatch:
     """Points to embed and write: ids, texts and their payloads (same order)."""
 
-    ids: list[str]
+    ids: Sequence[models.ExtendedPointId]
     texts: list[str]
     payloads: list[dict[str, Any]]
 
@@ -35,7 +36,7 @@ EMBED_WINDOW = 512
 
 def _windows(batches: Iterable[PendingBatch], size: int) -> Iterator[PendingBatch]:
     """Regroup incoming batches into windows of ``size`` points (the last may be shorter)."""
-    ids: list[str] = []
+    ids: list[models.ExtendedPointId] = []
     texts: list[str] = []
     payloads: list[dict[str, Any]] = []
     for batch in batches:
@@ -60,7 +61,8 @@ def embed_and_upsert(
     batch_size: int,
     total: int | None,
     show_progress_bar: bool | None,
-    desc: str = "Ingest",
+    desc: str = "Embedding",
+    unit: str = "doc",
 ) -> int:
     """Embed the points under ``context`` and upsert them; returns the number written.
 
@@ -70,16 +72,21 @@ def embed_and_upsert(
     Embedding runs on one background thread (torch releases the GIL) while the calling thread
     talks to Qdrant, so the embedding of batch k+1 overlaps the upload of batch k. Only the
     calling thread touches the client (local mode's SQLite connection stays on its thread).
+    The progress bar moves after every forward pass of the encoder, not per window.
     Intermediate upserts use ``wait=False`` (acknowledged once in the server's WAL, applied
     in order); the last one waits, so the points are searchable when this returns.
     """
     show = progress_enabled(show_progress_bar)
-    bar = tqdm(total=total, desc=desc, unit="doc", disable=not show)
+    bar = tqdm(total=total, desc=desc, unit=unit, disable=not show, smoothing=0.1)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cde-rag-embed")
 
     def embed(batch: PendingBatch) -> npt.NDArray[np.float32]:
         return encoder.embed_documents(
-            batch.texts, context, show_progress_bar=False, prefix=document_prefix
+            batch.texts,
+            context,
+            show_progress_bar=False,
+            prefix=document_prefix,
+            progress_callback=bar.update,  # per forward pass: the bar moves, with an ETA
         )
 
     written = 0
@@ -105,7 +112,7 @@ def embed_and_upsert(
                         wait=last,
                     )
                 written += len(current.ids[start:stop])
-                bar.update(len(current.ids[start:stop]))
+                crash_point("upserted")
                 logger.debug("upserted %d points into %s", stop - start, collection_name)
             current = following
     finally:

@@ -20,8 +20,11 @@ from cde_rag.errors import (
     CheckpointError,
     ContextCorruptError,
     ContextMismatchError,
+    DatasetDownloadError,
     InvalidInputError,
 )
+from cde_rag_qdrant import cli_serve, cli_verify
+from cde_rag_qdrant.cli_eval import add_eval_parser, run_eval
 from cde_rag_qdrant.errors import (
     CollectionEmptyError,
     CollectionNotFoundError,
@@ -29,12 +32,15 @@ from cde_rag_qdrant.errors import (
     QdrantUnavailableError,
     StoreLockedError,
 )
+from cde_rag_qdrant.names import collection_name_arg
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
 
     from cde_rag import CDEEncoder
-    from cde_rag_qdrant.ingest_files import Skipped
+    from cde_rag_qdrant.chunking import Chunker
+    from cde_rag_qdrant.collection import ContextualCollection
+    from cde_rag_qdrant.documents import Skipped
     from cde_rag_qdrant.record import ContextRecord
 
 # Only argparse and the light error modules load at start: `cde-rag --help`, `cde-rag CMD
@@ -64,11 +70,13 @@ exit codes:
   1    other error (message on stderr)
   2    usage error: bad arguments, missing paths, no supported files
   3    partial: some inputs were skipped (each reported as path:line: reason)
-  4    model could not be loaded (offline/unknown hub id: pass a local folder to --model)
+  4    model could not be loaded (offline/unknown hub id: pass a local folder to --model),
+       or verify's dataset could not be downloaded (pass a local copy to --dataset)
   5    the embedded store is in use by another process
   6    collection missing, empty, or without a cde-rag context
   7    stored context refused: corrupted, or made by another model
   8    Qdrant server unreachable or refused the API key
+  9    verify: the embeddings do not reproduce the model card's table
   130  interrupted
 
 examples:
@@ -76,7 +84,9 @@ examples:
   cde-rag search "how do I rotate keys?" --limit 5
   cde-rag info --json
   cde-rag recontextualize --check             # is a new context worth it?
+  cde-rag eval ./scifact                      # does the context pay on this data set?
   cde-rag search "q" --qdrant-url http://localhost:6333   # a server (docker compose up -d)
+  cde-rag verify --all-switches               # reproduce the cde-small-v2 card (needs the Hub)
 """
 
 
@@ -92,7 +102,10 @@ def _common() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     g = parent.add_argument_group("store and model")
     g.add_argument(
-        "--collection", default=DEFAULT_COLLECTION, help="collection (default: %(default)s)"
+        "--collection",
+        default=DEFAULT_COLLECTION,
+        type=collection_name_arg,
+        help="collection (default: %(default)s)",
     )
     g.add_argument(
         "--model",
@@ -141,9 +154,25 @@ def build_parser() -> argparse.ArgumentParser:
     common = _common()
     kw: dict[str, Any] = {"parents": [common], "epilog": EPILOG}
     kw["formatter_class"] = argparse.RawDescriptionHelpFormatter
-    ingest = sub.add_parser("ingest", help="embed .txt/.md/.jsonl files into the collection", **kw)
+    ingest = sub.add_parser(
+        "ingest", help="chunk, embed and sync files (.md .txt .rst .jsonl .html .pdf)", **kw
+    )
     ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders")
-    ingest.add_argument("--batch-size", type=int, default=64, help="documents per batch")
+    ingest.add_argument("--batch-size", type=int, default=64, help="chunks per upsert")
+    ingest.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        help="most tokens per chunk (default: the model window minus prefix and special tokens)",
+    )
+    ingest.add_argument(
+        "--chunk-overlap", type=int, default=0, help="tokens shared by neighbouring chunks"
+    )
+    ingest.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete stored documents of these folders/files that are gone",
+    )
     _context_options(ingest)
     search = sub.add_parser("search", help="search the collection", **kw)
     search.add_argument("query", help="the query text")
@@ -165,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     recon.add_argument("--skip-textless", action="store_true", help="drop points without text")
     recon.add_argument("--keep-old", action="store_true", help="keep the old collection")
     _context_options(recon)
+    cli_verify.add_parser(sub, EPILOG)
+    add_eval_parser(sub, argparse.RawDescriptionHelpFormatter, EPILOG)
+    cli_serve.add_parser(sub, EPILOG)
     return parser
 
 
@@ -182,11 +214,12 @@ def _note(args: argparse.Namespace, text: str) -> None:
 
 def _connect(args: argparse.Namespace) -> QdrantClient:
     from cde_rag_qdrant import _store
+    from cde_rag_qdrant._qdrant_internals import is_store
 
     if args.qdrant_url:
         return _store.connect(url=args.qdrant_url, api_key=args.api_key)
     path = Path(args.qdrant_path or DEFAULT_PATH)
-    if args.command != "ingest" and not (path / "meta.json").is_file():
+    if args.command != "ingest" and not is_store(path):
         msg = (
             f"no embedded Qdrant store at {str(path)!r}; create one with `cde-rag ingest PATH"
             f" --qdrant-path {path}`, or pass --qdrant-path/--qdrant-url to point at yours"
@@ -237,60 +270,115 @@ def _report_skipped(args: argparse.Namespace, skipped: Sequence[Skipped]) -> Non
 # -- commands -----------------------------------------------------------------------------
 
 
-def _read_inputs(args: argparse.Namespace) -> None:
-    """Read the ingest inputs before touching the store (a typo creates nothing)."""
-    from cde_rag_qdrant.ingest_files import discover, read_documents
+def _check_options(args: argparse.Namespace) -> None:
+    """Option checks that need no model: fail before anything is read or created."""
+    for name in ("batch_size", "context_size", "chunk_size"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            flag = "--" + name.replace("_", "-")
+            msg = f"{flag} {value}: expected a positive integer"
+            raise _Fail(msg, EXIT_USAGE)
+    overlap = getattr(args, "chunk_overlap", 0)
+    if overlap < 0:
+        msg = f"--chunk-overlap {overlap}: expected 0 or more tokens"
+        raise _Fail(msg, EXIT_USAGE)
 
+
+def _read_inputs(args: argparse.Namespace) -> None:
+    """Find and check the ingest inputs before touching the store (a typo creates nothing)."""
+    from cde_rag_qdrant.ingest_files import check_unique_ids, discover
+
+    _check_options(args)
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         msg = f"no such file or folder: {', '.join(missing)}"
         raise _Fail(msg, EXIT_USAGE)
-    files, skipped = discover(args.paths)
-    docs, problems = read_documents(files)
-    skipped += problems
-    _report_skipped(args, skipped)
-    if not docs:
-        code = EXIT_PARTIAL if skipped else EXIT_USAGE
-        msg = f"no documents to ingest in {', '.join(map(str, args.paths))} (.txt, .md, .jsonl)"
+    inputs = discover(args.paths)
+    check_unique_ids(inputs.documents)
+    _report_skipped(args, inputs.skipped)
+    if inputs.unsupported:
+        kinds = ", ".join(f"{k}: {n}" for k, n in sorted(inputs.unsupported.items()))
+        n = sum(inputs.unsupported.values())
+        _note(args, f"cde-rag: skipped {n} files of unsupported types ({kinds})")
+    if not inputs.documents:
+        code = EXIT_PARTIAL if inputs.skipped else EXIT_USAGE
+        msg = (
+            f"no documents to ingest in {', '.join(map(str, args.paths))} "
+            "(.txt, .md, .rst, .jsonl, .html, .pdf)"
+        )
         raise _Fail(msg, code)
-    args.files, args.docs, args.skipped = files, docs, skipped
+    args.inputs = inputs
+
+
+def _new_collection(
+    args: argparse.Namespace, client: QdrantClient, encoder: CDEEncoder, chunker: Chunker
+) -> ContextualCollection:
+    """Create the collection with a context built from a sample of the chunks."""
+    from cde_rag_qdrant._testhooks import crash_point
+    from cde_rag_qdrant.collection import ContextualCollection
+    from cde_rag_qdrant.sync import sample_chunk_texts
+
+    size = args.context_size or encoder.context_size
+    encoder.check_context_size(size)
+    limit = max(20 * size, 10_000)
+    sample, n_chunks = sample_chunk_texts(
+        args.inputs.documents, chunker, limit=limit, seed=args.seed
+    )
+    if not sample:
+        msg = "no readable text in the inputs; nothing was created"
+        raise _Fail(msg, EXIT_PARTIAL)
+    _note(args, f"building a context from {n_chunks} chunks")
+    col = ContextualCollection.create(
+        client,
+        args.collection,
+        encoder,
+        corpus=sample,
+        size=size,
+        seed=args.seed,
+        strategy=args.strategy,
+        show_progress_bar=not args.quiet,
+    )
+    crash_point("created")
+    return col
 
 
 def _ingest(args: argparse.Namespace, client: QdrantClient) -> int:
     from cde_rag_qdrant import _store
+    from cde_rag_qdrant.chunking import Chunker
     from cde_rag_qdrant.collection import ContextualCollection
+    from cde_rag_qdrant.sync import sample_changed_texts
 
-    files, docs, skipped = args.files, args.docs, args.skipped
-    texts = [d.text for d in docs]
+    inputs = args.inputs
     record = _stored_record(client, args.collection)
     encoder = _load_encoder(args, record)
-    progress = not args.quiet
+    chunker = Chunker(encoder, chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap)
     created = not _store.exists(client, args.collection)
-    drift = None
     if created:
-        _note(args, f"building a context from {len(texts)} documents")
-        col = ContextualCollection.create(
-            client,
-            args.collection,
-            encoder,
-            corpus=texts,
-            size=args.context_size,
-            seed=args.seed,
-            strategy=args.strategy,
-            show_progress_bar=progress,
-        )
+        col = _new_collection(args, client, encoder, chunker)
     else:
         col = ContextualCollection.open(client, args.collection, encoder)
         if args.context_size is not None:
             _note(args, "note: --context-size is ignored: the collection keeps its context")
-        drift = col.drift(texts[:DRIFT_SAMPLE], show_progress_bar=False)
-    col.add(
-        texts,
-        ids=[d.id for d in docs],
-        metadatas=[d.metadata for d in docs],
+    prune = args.prune
+    if prune and inputs.skipped:
+        _note(
+            args,
+            f"note: not pruning: {len(inputs.skipped)} inputs could not be read, and their "
+            "documents would look gone; fix or remove them and run again with --prune",
+        )
+        prune = False
+    report = col.sync(
+        inputs.documents,
+        chunk_size=chunker.chunk_size,
+        chunk_overlap=chunker.chunk_overlap,
+        prune={"root": inputs.roots} if prune else False,
         batch_size=args.batch_size,
-        show_progress_bar=progress,
+        show_progress_bar=not args.quiet,
     )
+    drift = None
+    if not created and report.changed_ids:
+        texts = sample_changed_texts(col, report.changed_ids[:DRIFT_SAMPLE], DRIFT_SAMPLE)
+        drift = col.drift(texts, show_progress_bar=False) if texts else None
     total = col.count()
     if drift is not None and drift.recommended:
         _note(
@@ -299,25 +387,70 @@ def _ingest(args: argparse.Namespace, client: QdrantClient) -> int:
             f"{drift.ratio:.2f}); consider `cde-rag recontextualize --collection "
             f"{args.collection}`",
         )
+    _report_skipped(args, report.skipped)
+    skipped = [*inputs.skipped, *report.skipped]
+    r = report
+    n_docs = r.documents_added + r.documents_updated + r.documents_unchanged
     data = {
         "collection": args.collection,
-        "ingested": len(docs),
-        "files": len(files),
-        "skipped": [{"path": s.path, "line": s.line, "reason": s.reason} for s in skipped],
+        "ingested": n_docs,
+        "files": inputs.files,
+        "documents": {
+            "added": r.documents_added,
+            "updated": r.documents_updated,
+            "unchanged": r.documents_unchanged,
+            "removed": r.documents_removed,
+        },
+        "chunks": {
+            "added": r.chunks_added,
+            "removed": r.chunks_removed,
+            "unchanged": r.chunks_unchanged,
+            "embedded": r.chunks_embedded,
+        },
+        "chunk_size": chunker.chunk_size,
+        "chunk_overlap": chunker.chunk_overlap,
+        "window": encoder.max_length,
+        "skipped": [s.as_dict() for s in skipped],
+        "unsupported": dict(inputs.unsupported),
         "points": total,
         "context_created": created,
         "fingerprint": col.fingerprint,
         "drift": None if drift is None else drift.as_dict(),
     }
-    human = (
-        f"ingested {len(docs)} documents from {len(files)} files into {args.collection!r} "
-        f"({total} points, context {col.fingerprint[:12]}"
-        + (", new" if created else "")
-        + ")"
-        + (f"; skipped {len(skipped)} inputs" if skipped else "")
-    )
-    _emit(args, data, human)
+    lines = [
+        f"synced {n_docs} documents from {inputs.files} files into {args.collection!r} "
+        f"(context {col.fingerprint[:12]}{', new' if created else ''}); chunks of at most "
+        f"{chunker.chunk_size} tokens (window {encoder.max_length}), overlap "
+        f"{chunker.chunk_overlap}",
+        f"  documents: {r.documents_added} added, {r.documents_updated} updated, "
+        f"{r.documents_unchanged} unchanged, {r.documents_removed} removed",
+        f"  chunks:    {r.chunks_added} added, {r.chunks_removed} removed, "
+        f"{r.chunks_unchanged} unchanged ({r.chunks_embedded} embedded); {total} points",
+    ]
+    if skipped or inputs.unsupported:
+        lines.append(
+            f"  skipped {len(skipped)} inputs, {sum(inputs.unsupported.values())} files of "
+            "unsupported types"
+        )
+    _emit(args, data, "\n".join(lines))
     return EXIT_PARTIAL if skipped else EXIT_OK
+
+
+def _position(metadata: dict[str, Any]) -> str:
+    """``chunk 3/12, chars 1200-2400, p. 4, § Install > Linux`` (what the metadata has)."""
+    parts = []
+    if isinstance(metadata.get("chunk_index"), int) and isinstance(
+        metadata.get("chunk_count"), int
+    ):
+        parts.append(f"chunk {metadata['chunk_index'] + 1}/{metadata['chunk_count']}")
+    if isinstance(metadata.get("start"), int) and isinstance(metadata.get("end"), int):
+        parts.append(f"chars {metadata['start']}-{metadata['end']}")
+    if isinstance(metadata.get("page"), int):
+        parts.append(f"p. {metadata['page']}")
+    headings = metadata.get("headings")
+    if isinstance(headings, list) and headings:
+        parts.append("§ " + " > ".join(map(str, headings)))
+    return ", ".join(parts)
 
 
 def _search(args: argparse.Namespace, client: QdrantClient) -> int:
@@ -345,15 +478,25 @@ def _search(args: argparse.Namespace, client: QdrantClient) -> int:
     lines = []
     for rank, hit in enumerate(hits, start=1):
         source = hit.metadata.get("source", hit.id)
+        position = _position(hit.metadata)
+        where = f"{source} ({position})" if position else str(source)
         snippet = " ".join(hit.text.split())
         snippet = snippet if len(snippet) <= 160 else snippet[:157] + "..."
-        lines.append(f"{rank:>2}. {hit.score:.4f}  {source}\n    {snippet}")
+        lines.append(f"{rank:>2}. {hit.score:.4f}  {where}\n    {snippet}")
     human = "\n".join(lines) if lines else "no results"
     data = {
         "collection": args.collection,
         "query": args.query,
         "hits": [
-            {"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata} for h in hits
+            {
+                "id": h.id,
+                "score": h.score,
+                "source": h.metadata.get("source"),
+                "position": _position(h.metadata) or None,
+                "text": h.text,
+                "metadata": h.metadata,
+            }
+            for h in hits
         ],
     }
     _emit(args, data, human)
@@ -380,6 +523,15 @@ def _info(args: argparse.Namespace, client: QdrantClient) -> int:
             f"(strategy {p.strategy}, seed {p.seed}, cde-rag {p.library_version})",
             f"prefixes     query {summary.query_prefix!r}, document {summary.document_prefix!r}",
         ]
+        + (
+            [
+                f"unstamped    {summary.points_unstamped} points without a context fingerprint. "
+                + _store.UNSTAMPED_FIX
+            ]
+            if summary.points_unstamped
+            else []
+        )
+        + [f"orphan       {o} (the next recontextualize removes it)" for o in summary.orphans]
     )
     _emit(args, data, human)
     return EXIT_OK
@@ -432,6 +584,8 @@ _COMMANDS = {
     "info": _info,
     "recontextualize": _recontextualize,
 }
+_STORELESS = {"verify": cli_verify.run}
+"""Commands that neither need nor create a Qdrant store."""
 
 
 def _exit_code(exc: BaseException) -> int:
@@ -439,7 +593,7 @@ def _exit_code(exc: BaseException) -> int:
         return exc.code
     table: list[tuple[tuple[type[BaseException], ...], int]] = [
         ((StoreLockedError,), EXIT_LOCKED),
-        ((CheckpointError,), EXIT_MODEL),
+        ((CheckpointError, DatasetDownloadError), EXIT_MODEL),
         ((CollectionNotFoundError, CollectionEmptyError, ContextMissingError), EXIT_NO_COLLECTION),
         ((ContextCorruptError, ContextMismatchError), EXIT_CONTEXT),
         ((QdrantUnavailableError,), EXIT_UNAVAILABLE),
@@ -458,14 +612,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     client: QdrantClient | None = None
     try:
+        if args.command in _STORELESS:
+            return _STORELESS[args.command](args)
+        if args.command == "serve":
+            return cli_serve.run(args)
         if args.command == "ingest":
             _read_inputs(args)
+        if args.command == "eval":  # opens a store only for --collection
+            return run_eval(args, lambda: _connect(args))
+        if args.command == "recontextualize":
+            _check_options(args)
         client = _connect(args)
         return _COMMANDS[args.command](args, client)
     except (_Fail, CDERagError) as exc:
         code = _exit_code(exc)
         print(f"cde-rag: error: {exc}", file=sys.stderr)
-        if code == EXIT_MODEL:
+        if code == EXIT_MODEL and isinstance(exc, CheckpointError):
             print(
                 "cde-rag: hint: pass a local checkpoint folder with --model PATH", file=sys.stderr
             )

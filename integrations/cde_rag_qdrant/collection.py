@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from qdrant_client import QdrantClient, models
 
 from cde_rag import CDEEncoder, CorpusContext
 from cde_rag.errors import InvalidInputError
 from cde_rag.sampling import SamplingStrategy
+from cde_rag.validation import validate_text, validate_texts
 from cde_rag_qdrant import _store, recontextualize
 from cde_rag_qdrant._pipeline import PendingBatch, embed_and_upsert
 from cde_rag_qdrant._store import read_context, read_record
-from cde_rag_qdrant.errors import CollectionExistsError
+from cde_rag_qdrant.errors import CollectionEmptyError, CollectionExistsError
+from cde_rag_qdrant.names import check_collection_name
 from cde_rag_qdrant.payload import (
     CONTENT_PAYLOAD_KEY,
     FINGERPRINT_PAYLOAD_KEY,
@@ -29,7 +31,6 @@ from cde_rag_qdrant.payload import (
     build_payload,
     check_ids,
     check_metadatas,
-    check_texts,
     fingerprint_condition,
     hit_from_point,
     metadata_filter,
@@ -37,6 +38,10 @@ from cde_rag_qdrant.payload import (
 )
 from cde_rag_qdrant.record import ContextRecord
 from cde_rag_qdrant.results import CollectionSummary, DriftReport, SearchHit
+
+if TYPE_CHECKING:
+    from cde_rag_qdrant.documents import DocumentSource
+    from cde_rag_qdrant.sync import SyncReport
 
 __all__ = [
     "CONTENT_PAYLOAD_KEY",
@@ -150,6 +155,7 @@ class ContextualCollection:
                 "build one from)."
             )
             raise InvalidInputError(msg)
+        check_collection_name(collection_name)
         if _store.exists(client, collection_name):
             msg = (
                 f"collection {collection_name!r} already exists in {_store.describe(client)}; "
@@ -157,13 +163,14 @@ class ContextualCollection:
                 "name, encoder), or pick another name."
             )
             raise CollectionExistsError(msg)
-        if context is None and corpus is not None:
+        if context is None:
             context = encoder.build_context(
-                corpus, size=size, seed=seed, strategy=strategy, show_progress_bar=show_progress_bar
+                cast("Iterable[str]", corpus),  # not None: exactly one was given (checked above)
+                size=size,
+                seed=seed,
+                strategy=strategy,
+                show_progress_bar=show_progress_bar,
             )
-        if context is None:  # unreachable: checked above; narrows the type
-            msg = "no context"
-            raise InvalidInputError(msg)
         record = ContextRecord.from_context(context, encoder, generation=1)
         target = _store.physical_name(collection_name, 1)
         _store.drop_unpublished(client, target)
@@ -292,13 +299,16 @@ class ContextualCollection:
 
         Raises:
             InvalidInputError: Bad texts, ids, metadatas or batch size.
+            ContextMismatchError: The collection was recontextualized since this object was
+                opened (nothing is written: its points would never be searched).
         """
-        items = check_texts(texts)
+        items = validate_texts(texts)
         keys = check_ids(ids, items)
         metas = check_metadatas(metadatas, len(items))
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             msg = f"batch_size={batch_size!r}; expected a positive int."
             raise InvalidInputError(msg)
+        _store.require_current(self.client, self.name, self.fingerprint)
 
         def batches() -> Iterator[PendingBatch]:
             for start in range(0, len(items), batch_size):
@@ -322,6 +332,71 @@ class ContextualCollection:
             show_progress_bar=show_progress_bar,
         )
         return keys
+
+    def sync(
+        self,
+        documents: Iterable[DocumentSource],
+        *,
+        chunk_size: int | None = None,
+        chunk_overlap: int = 0,
+        prune: bool | models.Filter | Mapping[str, Any] = False,
+        batch_size: int = 64,
+        show_progress_bar: bool | None = None,
+    ) -> SyncReport:
+        """Chunk documents and bring the collection in step with them (incremental).
+
+        Each document is hashed and compared with what is stored: an unchanged one is not
+        chunked or embedded; a new or changed one is chunked to fit the model window (token
+        counts from the model's tokenizer; Markdown at headings, then paragraphs, sentences,
+        words), its new chunks are written and then its chunks of other versions deleted.
+        Chunk point ids derive from the document id, its version and the chunk index, so
+        re-runs are idempotent and a crash at any point converges on the next sync. Every
+        input is read and checked before anything is written. See :mod:`cde_rag_qdrant.sync`
+        for the chunk metadata.
+
+        Args:
+            documents: :class:`~cde_rag_qdrant.documents.Document` objects (or any
+                ``DocumentSource``, such as files read on demand); ids unique.
+            chunk_size: Most text tokens per chunk (default: ``encoder.max_chunk_tokens``,
+                the window minus prefix and special tokens).
+            chunk_overlap: Tokens shared by neighbouring chunks.
+            prune: ``True``: delete the documents of the collection that are not in
+                ``documents``; a filter (or ``{"key": value}`` on metadata): only those
+                matching it; ``False`` (default): delete nothing else.
+            batch_size: Points per upsert.
+            show_progress_bar: Progress bars (default: when logging at INFO).
+
+        Returns:
+            Counts of added, updated, unchanged and removed documents and chunks.
+
+        Raises:
+            DuplicateDocumentError: Two documents share an id (both places named).
+            InvalidInputError: Bad options, ids or metadata (nothing was written).
+
+        Example:
+            >>> from cde_rag_qdrant import Document  # doctest: +SKIP
+            >>> docs = [Document("faq.md", text, text_format="markdown")]  # doctest: +SKIP
+            >>> report = col.sync(docs, prune=True)  # doctest: +SKIP
+        """
+        from cde_rag_qdrant.chunking import Chunker
+        from cde_rag_qdrant.sync import sync_documents
+
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            msg = f"batch_size={batch_size!r}; expected a positive int."
+            raise InvalidInputError(msg)
+        given: object = documents
+        if isinstance(given, str | bytes):
+            msg = "documents must be a collection of Document objects, not a string."
+            raise InvalidInputError(msg)
+        chunker = Chunker(self.encoder, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+        return sync_documents(
+            self,
+            documents,
+            chunker,
+            prune=prune,
+            batch_size=batch_size,
+            show_progress_bar=show_progress_bar,
+        )
 
     def delete(
         self,
@@ -352,7 +427,8 @@ class ContextualCollection:
         else:
             flt = metadata_filter(query_filter) or models.Filter()
             selector = models.FilterSelector(filter=flt)
-        with _store.qdrant_errors(self.client, f"delete from {self.name!r}"):
+        action = f"delete points of {self.name!r}"
+        with _store.qdrant_errors(self.client, action):
             self.client.delete(self.name, points_selector=selector, wait=True)
 
     # -- reading -------------------------------------------------------------------------
@@ -382,9 +458,7 @@ class ContextualCollection:
             InvalidInputError: Empty query or bad limit.
             ContextMismatchError: The collection was recontextualized since it was opened.
         """
-        if not isinstance(query, str) or not query.strip():
-            msg = f"query={query!r:.60}; expected a non-empty str."
-            raise InvalidInputError(msg)
+        validate_text(query, "query")
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             msg = f"limit={limit!r}; expected a positive int."
             raise InvalidInputError(msg)
@@ -442,13 +516,20 @@ class ContextualCollection:
             The report; ``recommended`` says whether to call :meth:`recontextualize`.
 
         Raises:
-            InvalidInputError: No documents to measure.
+            InvalidInputError: ``texts`` is empty or invalid.
+            CollectionEmptyError: ``texts`` is None and the collection holds no texts.
         """
         docs = (
             list(texts)
             if texts is not None
             else recontextualize.sample_texts(self.client, self.name, sample=sample, seed=seed)
         )
+        if texts is None and not docs:
+            msg = (
+                f"collection {self.name!r} holds no texts to measure drift on; add documents "
+                f"first (cde-rag ingest PATH --collection {self.name})."
+            )
+            raise CollectionEmptyError(msg)
         return recontextualize.measure_drift(
             self.encoder, self.context, docs, show_progress_bar=show_progress_bar
         )

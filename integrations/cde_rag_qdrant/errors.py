@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from cde_rag.errors import CDERagError, ContextError
+from cde_rag.errors import CDERagError, ContextError, InvalidInputError
 
 __all__ = [
+    "ClientTypeError",
     "CollectionConfigError",
     "CollectionEmptyError",
     "CollectionExistsError",
     "CollectionNotFoundError",
     "ContextMissingError",
+    "DatasetFormatError",
+    "DuplicateDocumentError",
     "QdrantUnavailableError",
     "StoreLockedError",
+    "StoreUnusableError",
 ]
 
 
@@ -41,3 +45,33 @@ class StoreLockedError(CDERagError, RuntimeError):
 
 class QdrantUnavailableError(CDERagError, ConnectionError):
     """A Qdrant server could not be reached or answered with an unexpected error."""
+
+
+class DatasetFormatError(InvalidInputError):
+    """An evaluation data set (BEIR layout: corpus, queries, qrels) is missing or malformed."""
+
+
+class ClientTypeError(CDERagError, TypeError):
+    """A sync API was given an ``AsyncQdrantClient`` (or the reverse)."""
+
+
+class StoreUnusableError(CDERagError, OSError):
+    """An embedded store path is a file, read-only, or cannot be created."""
+
+
+class DuplicateDocumentError(InvalidInputError):
+    """One sync or ingest got two documents with the same id; nothing was written.
+
+    Attributes:
+        document_id: The repeated id.
+        first: Where it was first seen (``file:line``, a path, or ``documents[i]``).
+        second: Where it was seen again.
+    """
+
+    def __init__(self, document_id: str, first: str, second: str) -> None:
+        """Name the id and both places."""
+        self.document_id, self.first, self.second = document_id, first, second
+        super().__init__(
+            f"document id {document_id!r} appears twice: {first} and {second}; ids must be "
+            "unique in one ingest (give one of them another id, or remove the copy)."
+        )

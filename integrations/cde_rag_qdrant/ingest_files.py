@@ -1,164 +1,177 @@
-"""Read documents for ``cde-rag ingest``: .txt and .md files (one document each) and .jsonl.
+"""Find the documents of ``cde-rag ingest``: files under folders, named files, JSONL lines.
+
+Document ids are stable wherever the folder lies: a file's id is its path relative to the folder
+given on the command line (``guide/install.md``), a file named directly is identified by its
+name, a JSONL line by its ``id`` (else by its text). Every chunk's metadata gets ``source`` (the
+same relative path; for JSONL the file's) and ``root`` (the name of the folder or file given),
+which ``--prune`` uses to find the documents of these inputs whose files are gone.
 
 A JSONL line is an object with a ``text`` string, an optional ``id`` (string or integer), an
-optional ``metadata`` object, and any other fields (merged into the metadata). Problems never
-stop the run: each bad file or line is reported with its path and line number and skipped.
+optional ``metadata`` object, and any other fields (merged into the metadata). Bad lines and
+unreadable files are reported with their path and line number and skipped; a document id seen
+twice is an error naming both places.
 """
 
 from __future__ import annotations
 
 import json
-import logging
+import math
 import os
-from collections.abc import Iterable, Sequence
+import stat
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cde_rag_qdrant.documents import (
+    Document,
+    DocumentReadError,
+    FileDocument,
+    Skipped,
+    decode_utf8,
+    file_kind,
+    require_extra,
+)
+from cde_rag_qdrant.errors import DuplicateDocumentError
 from cde_rag_qdrant.payload import text_point_id
 
-logger = logging.getLogger(__name__)
-
-TEXT_SUFFIXES = frozenset({".txt", ".md"})
-JSONL_SUFFIXES = frozenset({".jsonl"})
-SUFFIXES = TEXT_SUFFIXES | JSONL_SUFFIXES
-_BINARY_PROBE = 8192
+__all__ = ["Inputs", "check_unique_ids", "discover"]
 
 
-@dataclass(frozen=True)
-class Document:
-    """One document to ingest.
+@dataclass
+class Inputs:
+    """What ``cde-rag ingest`` found.
 
     Attributes:
-        id: Caller id (file path, JSONL ``id``) or the text's point id when none is given.
-        text: The text.
-        metadata: Stored under the payload's ``metadata`` (``source`` = the file).
+        documents: Files (read when synced) and JSONL documents, in a stable order.
+        skipped: Inputs that cannot be read, with the reason.
+        unsupported: Files of unsupported types inside folders, counted by suffix.
+        roots: The ``root`` metadata values of the given paths (for ``--prune``).
+        files: Number of supported files found.
     """
 
-    id: str
-    text: str
-    metadata: dict[str, Any] = field(default_factory=dict)
+    documents: list[Document | FileDocument] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    unsupported: Counter[str] = field(default_factory=Counter)
+    roots: list[str] = field(default_factory=list)
+    files: int = 0
 
 
-@dataclass(frozen=True)
-class Skipped:
-    """An input that was not ingested, and why.
-
-    Attributes:
-        path: The file.
-        line: 1-based line number, or None for the whole file.
-        reason: What was wrong and how to fix it.
-    """
-
-    path: str
-    line: int | None
-    reason: str
-
-    def __str__(self) -> str:
-        """``path:line: reason``."""
-        where = self.path if self.line is None else f"{self.path}:{self.line}"
-        return f"{where}: {self.reason}"
+def _reject_constant(name: str) -> Any:
+    msg = f"{name} is not a JSON number (Qdrant payloads cannot hold it)"
+    raise ValueError(msg)
 
 
-def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Skipped]]:
-    """Files to read: given files, and supported files under given folders (sorted).
+def _parse_jsonl_line(raw: bytes, number: int, where: str, base: dict[str, Any]) -> Document:
+    line = decode_utf8(raw, where, number)
 
-    Hidden files and folders (``.git``, ``.venv``, ...) inside folders are not entered. A file
-    named explicitly with an unsupported suffix is reported as skipped.
-    """
-    files: list[Path] = []
-    skipped: list[Skipped] = []
-    for path in paths:
-        if path.is_dir():
-            for root, dirs, names in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                files.extend(
-                    Path(root) / n
-                    for n in sorted(names)
-                    if not n.startswith(".") and Path(n).suffix.lower() in SUFFIXES
-                )
-        elif path.suffix.lower() in SUFFIXES:
-            files.append(path)
-        else:
-            reason = f"unsupported file type {path.suffix!r}; expected .txt, .md or .jsonl"
-            skipped.append(Skipped(str(path), None, reason))
-    return files, skipped
+    def bad(reason: str) -> DocumentReadError:
+        return DocumentReadError(Skipped(where, number, reason))
 
-
-def _decode_error(data: bytes, exc: UnicodeDecodeError, first_line: int = 1) -> tuple[int, str]:
-    line = first_line + data[: exc.start].count(b"\n")
-    bad = data[exc.start : exc.start + 1].hex()
-    return line, f"not valid UTF-8 (byte 0x{bad}); re-save the file as UTF-8"
-
-
-def _read_text_file(path: Path, data: bytes) -> tuple[list[Document], list[Skipped]]:
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line, reason = _decode_error(data, exc)
-        return [], [Skipped(str(path), line, reason)]
-    if not text.strip():
-        return [], [Skipped(str(path), None, "empty file")]
-    doc = Document(id=str(path.resolve()), text=text, metadata={"source": str(path)})
-    return [doc], []
-
-
-def _parse_jsonl_line(path: Path, number: int, raw: bytes) -> Document | Skipped:
-    where = str(path)
-    try:
-        line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-    except UnicodeDecodeError as exc:
-        return Skipped(where, number, _decode_error(raw, exc, number)[1])
-    try:
-        obj = json.loads(line)
+        obj = json.loads(line, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
-        return Skipped(where, number, f"malformed JSON ({exc.msg} at column {exc.colno})")
+        msg = f"malformed JSON ({exc.msg} at column {exc.colno})"
+        raise bad(msg) from exc
+    except ValueError as exc:  # NaN / Infinity
+        raise bad(str(exc)) from exc
     if not isinstance(obj, dict):
-        return Skipped(where, number, f"expected a JSON object, got {type(obj).__name__}")
+        msg = f"expected a JSON object, got {type(obj).__name__}"
+        raise bad(msg)
     text = obj.pop("text", None)
     if not isinstance(text, str) or not text.strip():
-        return Skipped(where, number, "no non-empty 'text' string field")
+        msg = "no non-empty 'text' string field"
+        raise bad(msg)
     key = obj.pop("id", None)
     if key is not None and (isinstance(key, bool) or not isinstance(key, str | int) or key == ""):
-        return Skipped(where, number, f"'id' must be a non-empty string or integer, got {key!r}")
+        msg = f"'id' must be a non-empty string or integer, got {key!r}"
+        raise bad(msg)
     nested = obj.pop("metadata", None)
     if nested is not None and not isinstance(nested, dict):
-        return Skipped(where, number, "'metadata' must be a JSON object")
-    metadata: dict[str, Any] = {"source": where, **obj, **(nested or {})}
+        msg = "'metadata' must be a JSON object"
+        raise bad(msg)
+    metadata: dict[str, Any] = {**base, **obj, **(nested or {})}
+    if any(isinstance(v, float) and not math.isfinite(v) for v in metadata.values()):
+        msg = "metadata holds a non-finite number"
+        raise bad(msg)
     doc_id = str(key) if key is not None else text_point_id(text)
-    return Document(id=doc_id, text=text, metadata=metadata)
+    return Document(doc_id, text, metadata, origin=f"{where}:{number}")
 
 
-def _read_jsonl(path: Path, data: bytes) -> tuple[list[Document], list[Skipped]]:
-    docs: list[Document] = []
-    skipped: list[Skipped] = []
+def _read_jsonl(path: Path, source: str, root: str, out: Inputs) -> None:
+    where = str(path)
+    try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            out.skipped.append(Skipped(where, None, "not a regular file; only files are read"))
+            return
+        data = path.read_bytes()
+    except OSError as exc:
+        out.skipped.append(Skipped(where, None, f"cannot read ({exc.strerror or exc})"))
+        return
+    base = {"source": source, "root": root}
     for number, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():
             continue
-        result = _parse_jsonl_line(path, number, raw)
-        if isinstance(result, Document):
-            docs.append(result)
-        else:
-            skipped.append(result)
-    return docs, skipped
-
-
-def read_documents(files: Iterable[Path]) -> tuple[list[Document], list[Skipped]]:
-    """Read every file; returns the documents (unique ids, last wins) and what was skipped."""
-    by_id: dict[str, Document] = {}
-    skipped: list[Skipped] = []
-    for path in files:
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            skipped.append(Skipped(str(path), None, f"cannot read ({exc.strerror or exc})"))
+            out.documents.append(_parse_jsonl_line(raw, number, where, base))
+        except DocumentReadError as exc:
+            out.skipped.append(exc.skipped)
+
+
+def _add_file(path: Path, doc_id: str, root: str, out: Inputs, *, explicit: bool) -> None:
+    kind = file_kind(path)
+    if kind is None:
+        if explicit:
+            reason = f"unsupported file type {path.suffix!r}; expected one of {_SUPPORTED}"
+            out.skipped.append(Skipped(str(path), None, reason))
+        else:
+            out.unsupported[path.suffix.lower() or "(no suffix)"] += 1
+        return
+    require_extra(kind, path)
+    out.files += 1
+    if kind == "jsonl":
+        _read_jsonl(path, doc_id, root, out)
+        return
+    meta = {"source": doc_id, "root": root}
+    out.documents.append(FileDocument(doc_id, path, kind, meta, origin=str(path)))
+
+
+_SUPPORTED = ".txt, .md, .rst, .jsonl, .html, .pdf"
+
+
+def discover(paths: Sequence[Path]) -> Inputs:
+    """Find and pre-read the inputs (nothing is embedded; files are read later, when synced).
+
+    Hidden files and folders (``.git``, ``.venv``, ...) inside folders are not entered.
+
+    Raises:
+        OptionalDependencyError: A PDF or HTML file was found but its extra is not installed.
+    """
+    out = Inputs()
+    for path in paths:
+        root = path.resolve().name or str(path)
+        out.roots.append(root)
+        if not path.is_dir():
+            _add_file(path, path.name, root, out, explicit=True)
             continue
-        if b"\x00" in data[:_BINARY_PROBE]:
-            skipped.append(Skipped(str(path), None, "binary file (NUL bytes); not text"))
-            continue
-        reader = _read_jsonl if path.suffix.lower() in JSONL_SUFFIXES else _read_text_file
-        docs, problems = reader(path, data)
-        skipped.extend(problems)
-        for doc in docs:
-            by_id[doc.id] = doc
-    return list(by_id.values()), skipped
+        for folder, dirs, names in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(names):
+                if name.startswith("."):
+                    continue
+                file = Path(folder) / name
+                rel = file.relative_to(path).as_posix()
+                _add_file(file, rel, root, out, explicit=False)
+    return out
+
+
+def check_unique_ids(documents: Sequence[Document | FileDocument]) -> None:
+    """Raise :class:`DuplicateDocumentError` naming both places when an id repeats."""
+    seen: dict[str, str] = {}
+    for i, doc in enumerate(documents):
+        where = doc.origin or f"documents[{i}]"
+        if doc.id in seen:
+            raise DuplicateDocumentError(doc.id, seen[doc.id], where)
+        seen[doc.id] = where

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from qdrant_client import models
@@ -122,24 +122,23 @@ def check_ids(ids: Sequence[str] | None, texts: list[str]) -> list[str]:
     if len(items) != len(texts):
         msg = f"got {len(items)} ids for {len(texts)} texts; pass one id per text (or none)."
         raise InvalidInputError(msg)
+    seen: dict[str, int] = {}
     for i, key in enumerate(items):
         if not isinstance(key, str) or not key:
             msg = f"ids[{i}] = {key!r}; expected a non-empty str."
             raise InvalidInputError(msg)
-    return [point_id(k) for k in items]
-
-
-def check_texts(texts: Iterable[str]) -> list[str]:
-    """Materialise and validate texts: non-empty, non-blank strings."""
-    if isinstance(texts, str | bytes):
-        msg = "texts must be a collection of strings, not a single string; wrap it: [text]."
-        raise InvalidInputError(msg)
-    items = list(texts)
-    for i, text in enumerate(items):
-        if not isinstance(text, str) or not text.strip():
-            msg = f"texts[{i}] = {text!r:.60}; expected a non-empty, non-blank str."
+        if key in seen:
+            msg = (
+                f"ids[{seen[key]}] and ids[{i}] are both {key!r}: the second would overwrite "
+                "the first. Give every text its own id."
+            )
             raise InvalidInputError(msg)
-    return items
+        seen[key] = i
+    out = [point_id(k) for k in items]
+    if len(set(out)) != len(out):  # e.g. a UUID given both as is and in another spelling
+        msg = "two ids map to the same point id (the same UUID spelled twice); pass unique ids."
+        raise InvalidInputError(msg)
+    return out
 
 
 def hit_from_point(point: models.ScoredPoint) -> SearchHit:

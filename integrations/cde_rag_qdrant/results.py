@@ -47,6 +47,10 @@ class CollectionSummary:
         record_version: Layout version of the stored record.
         provenance: How the context was built.
         location: Where the data lives.
+        points_unstamped: Points without a context fingerprint (written around cde-rag);
+            never searched. Fix: ``recontextualize`` re-embeds them.
+        orphans: Unpublished physical collections an interrupted rebuild left behind (the
+            next ``recontextualize`` removes them).
     """
 
     name: str
@@ -66,11 +70,14 @@ class CollectionSummary:
     record_version: int
     provenance: ContextProvenance
     location: str
+    points_unstamped: int = 0
+    orphans: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able dict (for ``--json`` output)."""
         data = asdict(self)
         data["context_shape"] = list(self.context_shape)
+        data["orphans"] = list(self.orphans)
         return data
 
 

@@ -108,12 +108,12 @@ def test_size_is_honoured(v2_encoder_session: CDEEncoder) -> None:
 
 
 def test_corpus_of_exactly_size_is_used_as_given(v2_encoder_session: CDEEncoder) -> None:
-    corpus = corpus_texts()
+    corpus = corpus_texts()[: v2_encoder_session.context_size]  # more rows are refused
     context = v2_encoder_session.build_context(
         corpus, size=len(corpus), seed=5, strategy="diverse", show_progress_bar=False
     )
     p = context.provenance
-    assert (p.strategy, p.seed, p.size, p.n_source_documents) == ("given", None, 20, 20)
+    assert (p.strategy, p.seed, p.size, p.n_source_documents) == ("given", None, 16, 16)
     # in the caller's order
     rows = v2_encoder_session.first_stage_embeddings(corpus, show_progress_bar=False)
     torch.testing.assert_close(context.embeddings, torch.from_numpy(rows), rtol=0, atol=1e-6)

@@ -1,8 +1,10 @@
 """Zygote for the crash-safety test: imports and warms up once, then forks one ingest per request.
 
-Protocol: the test writes a JSON list of ``cde-rag`` arguments; the driver forks a child that
-runs ``cde_rag_qdrant.cli.main(args)`` and prints ``PID <pid>``. The test then writes ``kill``
-(SIGKILL the child now) or ``wait``; the driver reaps the child and prints ``EXIT <status>``.
+Protocol: the test writes a JSON list of ``cde-rag`` arguments (or an object ``{"args": [...],
+"env": {...}}`` whose ``env`` is set in the child, e.g. ``CDE_RAG_TEST_CRASH_AT``); the driver
+forks a child that runs ``cde_rag_qdrant.cli.main(args)`` and prints ``PID <pid>``. The test
+then writes ``kill`` (SIGKILL the child now) or ``wait``; the driver reaps the child and prints
+``EXIT <status>``.
 Only the driver signals and reaps its own child, so a pid is never reused under it. Forking
 keeps each trial to the cost of the ingest, not a fresh interpreter with torch (seconds).
 """
@@ -24,9 +26,12 @@ if __name__ == "__main__":
     CDEEncoder.from_pretrained(sys.argv[1], device="cpu")  # warm the lazy imports
     print("READY", flush=True)
     for line in sys.stdin:
-        args = json.loads(line)
+        request = json.loads(line)
+        args = request["args"] if isinstance(request, dict) else request
+        env = request.get("env", {}) if isinstance(request, dict) else {}
         pid = os.fork()
         if pid == 0:
+            os.environ.update(env)
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)

@@ -51,8 +51,10 @@ def test_ingest_search_info_as_a_user(tmp_path: Path, run_cli: CliRunner) -> Non
     _docs(tmp_path)
     ingest = run_cli("ingest", "docs", *MODEL)
     assert ingest.returncode == 0, ingest.stderr
-    assert "ingested 20 documents from 9 files" in ingest.stdout
-    assert "Ingest" in ingest.stderr  # progress bar on stderr
+    assert "synced 20 documents from 9 files" in ingest.stdout
+    assert "20 added, 0 updated, 0 unchanged, 0 removed" in ingest.stdout
+    assert "Embedding" in ingest.stderr  # progress bar on stderr
+    assert "skipped 1 files of unsupported types (.png: 1)" in ingest.stderr
     assert (tmp_path / "cde_data" / "meta.json").is_file()  # the embedded default store
 
     search = run_cli("search", TEXTS[9], "--limit", "2", "--json", "-q")
@@ -60,11 +62,24 @@ def test_ingest_search_info_as_a_user(tmp_path: Path, run_cli: CliRunner) -> Non
     hits = json.loads(search.stdout)["hits"]
     assert len(hits) == 2
     assert hits[0]["text"] == TEXTS[9]
-    assert hits[0]["metadata"] == {"source": "docs/records.jsonl", "topic": "t1", "n": 1}
+    meta = hits[0]["metadata"]
+    assert {k: meta[k] for k in ("source", "root", "topic", "n", "document_id")} == {
+        "source": "records.jsonl",  # relative to the folder given
+        "root": "docs",
+        "topic": "t1",
+        "n": 1,
+        "document_id": "r1",
+    }
+    assert (meta["chunk_index"], meta["chunk_count"], meta["start"]) == (0, 1, 0)
+    assert meta["end"] == len(TEXTS[9])
+    assert hits[0]["source"] == "records.jsonl"
+    assert hits[0]["position"] == f"chunk 1/1, chars 0-{len(TEXTS[9])}"
 
     human = run_cli("search", "volcanic islands", "--filter", "topic=t2")
     assert human.returncode == 0, human.stderr
-    assert "docs/records.jsonl" in human.stdout and " 1. " in human.stdout
+    assert "records.jsonl (chunk 1/1, chars 0-" in human.stdout and " 1. " in human.stdout
+    page = run_cli("search", TEXTS[6], "-k", "1", "--filter", "source=sub/page0.md")
+    assert "sub/page0.md (chunk 1/1, chars 0-" in page.stdout and "§ Page 0" in page.stdout
 
     info = run_cli("info")
     assert info.returncode == 0, info.stderr
@@ -82,19 +97,22 @@ def test_cli_json_outputs_and_context_reuse(
     assert first["context_created"] is True
     assert first["points"] == 2
     (tmp_path / "more.txt").write_text("An extra note about tomatoes.", encoding="utf-8")
-    code, second, _ = _main(capsys, "ingest", "docs", "more.txt", "--json", "-q")
+    code, second, _ = _main(capsys, "ingest", "docs/sub", "more.txt", "--json", "-q")
     assert code == 0
     assert second["context_created"] is False
     assert second["fingerprint"] == first["fingerprint"]  # later ingests reuse the context
-    assert second["points"] == 21
-    assert second["drift"]["n_documents"] == 21
-    code, again, _ = _main(capsys, "ingest", "docs", "--json", "-q")  # idempotent
-    assert (code, again["points"]) == (0, 21)
+    assert second["documents"] == {"added": 1, "updated": 0, "unchanged": 2, "removed": 0}
+    assert second["chunks"] == {"added": 1, "removed": 0, "unchanged": 2, "embedded": 1}
+    assert second["points"] == 3
+    assert second["drift"]["n_documents"] == 1  # measured on the new chunks only
+    code, again, _ = _main(capsys, "ingest", "docs/sub", "more.txt", "--json", "-q")
+    assert (code, again["points"], again["chunks"]["embedded"]) == (0, 3, 0)  # idempotent
+    assert again["drift"] is None
 
     code, info, _ = _main(capsys, "info", "--json")
     assert code == 0
     assert info["fingerprint"] == first["fingerprint"]
-    assert info["points"] == 21
+    assert info["points"] == 3
     assert info["provenance"]["n_source_documents"] == 2
 
     code, check, _ = _main(capsys, "recontextualize", "--check", "--json", "-q")
@@ -104,11 +122,11 @@ def test_cli_json_outputs_and_context_reuse(
     assert code == 0
     assert recon["previous_fingerprint"] == first["fingerprint"]
     assert recon["fingerprint"] != first["fingerprint"]
-    assert recon["points"] == 21
+    assert recon["points"] == 3
     assert recon["physical_name"] == "documents__cde_g2"
-    code, found, _ = _main(capsys, "search", TEXTS[0], "--json", "-k", "1")
+    code, found, _ = _main(capsys, "search", "An extra note about tomatoes.", "--json", "-k", "1")
     assert code == 0
-    assert found["hits"][0]["text"] == TEXTS[0]
+    assert found["hits"][0]["text"] == "An extra note about tomatoes."
 
 
 def test_bad_inputs_are_reported_and_the_rest_ingested(tmp_path: Path, run_cli: CliRunner) -> None:
@@ -142,7 +160,7 @@ def test_bad_inputs_are_reported_and_the_rest_ingested(tmp_path: Path, run_cli: 
     assert "docs/data.jsonl:5: 'metadata' must be a JSON object" in err
     assert "docs/data.jsonl:8: not valid UTF-8" in err
     assert "Traceback" not in err
-    assert "ingested 3 documents" in result.stdout
+    assert "synced 3 documents" in result.stdout
     assert "skipped 8 inputs" in result.stdout
     client = QdrantClient(path=str(tmp_path / "cde_data"))
     try:

@@ -1,25 +1,32 @@
-"""kill -9 of a running ingest at random points; a re-run ends with exactly the right points."""
+"""kill -9 at named points of an ingest or a sync; a re-run ends with exactly the right points.
+
+The kills are deterministic: ``CDE_RAG_TEST_CRASH_AT=<point>[:<n>]`` makes the process SIGKILL
+itself the ``n``-th time it reaches a named point (``cde_rag_qdrant._testhooks``), so every
+crash point is exercised on every run, whatever the machine's speed.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import random
+import shutil
+import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from qdrant_client import QdrantClient
 
-from cde_rag_qdrant import FINGERPRINT_PAYLOAD_KEY, connect, point_id, read_context
+from cde_rag_qdrant import FINGERPRINT_PAYLOAD_KEY, connect, read_context
+from cde_rag_qdrant._testhooks import ENV
 from tests.conftest import V2_TINY, corpus_texts
 from tests.qdrant.conftest import cli_env
+from tests.qdrant.long_docs import LONG_DOCS
 
 DRIVER = Path(__file__).with_name("ingest_driver.py")
 N_DOCS = 60
-TRIALS = 12
 
 
 def _write_corpus(folder: Path) -> dict[str, str]:
@@ -31,25 +38,18 @@ def _write_corpus(folder: Path) -> dict[str, str]:
     return docs
 
 
-def _check_store(store: Path, docs: dict[str, str]) -> int:
-    """Check the store is consistent; returns its point count (-1: no collection yet)."""
+def _points(store: Path, name: str) -> dict[str, dict[str, Any]] | None:
+    """Point id -> payload, after checking every point's context (None: no collection)."""
     client = connect(store)  # also proves the killed process left no lock
     try:
-        if not client.collection_exists("crash"):
-            return -1
-        context = read_context(client, "crash")  # the record is intact whenever it exists
-        points, _ = client.scroll("crash", limit=1000, with_payload=True)
-        by_id = {point_id(k): k for k in docs}
-        ids = [str(p.id) for p in points]
-        assert len(ids) == len(set(ids))
+        if not client.collection_exists(name):
+            return None
+        context = read_context(client, name)  # the record is intact whenever it exists
+        points, _ = client.scroll(name, limit=10_000, with_payload=True)
+        assert client.count(name, exact=True).count == len(points)
         for p in points:
-            key = by_id[str(p.id)]  # no point outside the expected ids
-            payload = p.payload or {}
-            assert payload["page_content"] == docs[key]
-            assert payload["metadata"]["n"] == int(key[4:])
-            assert payload[FINGERPRINT_PAYLOAD_KEY] == context.fingerprint
-        assert client.count("crash", exact=True).count == len(points)
-        return len(points)
+            assert (p.payload or {})[FINGERPRINT_PAYLOAD_KEY] == context.fingerprint
+        return {str(p.id): dict(p.payload or {}) for p in points}
     finally:
         client.close()
 
@@ -75,14 +75,13 @@ class _Zygote:
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
 
-    def start(self, args: list[str]) -> None:
-        self._send(json.dumps(args))
+    def run(self, args: list[str], crash_at: str | None = None) -> int:
+        """Run one ingest to its end (or its crash point); returns its wait status."""
+        env = {ENV: crash_at} if crash_at else {}
+        self._send(json.dumps({"args": args, "env": env}))
         kind, _ = self._line().split()
         assert kind == "PID"
-
-    def wait(self, *, kill: bool = False) -> int:
-        """SIGKILL the running ingest (``kill``) or let it finish; returns its wait status."""
-        self._send("kill" if kill else "wait")
+        self._send("wait")
         kind, status = self._line().split()
         assert kind == "EXIT"
         return int(status)
@@ -92,52 +91,108 @@ class _Zygote:
         self.proc.communicate(timeout=30)
 
 
-def _args(store: Path) -> list[str]:
+def _killed(status: int) -> bool:
+    return os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+
+
+def _ok(status: int) -> bool:
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def _args(inputs: str, store: Path, collection: str, *extra: str) -> list[str]:
     return [
         "ingest",
-        "docs.jsonl",
+        inputs,
         "--collection",
-        "crash",
+        collection,
         "--model",
         str(V2_TINY),
         "--qdrant-path",
         str(store),
-        "--batch-size",
-        "3",
         "--device",
         "cpu",
         "-q",
+        *extra,
     ]
 
 
+INGEST_POINTS = ["created", "upserted:1", "upserted:7", "upserted:20", "written"]
+
+
 @pytest.mark.slow
-def test_kill_9_during_ingest_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+def test_kill_9_during_a_new_ingest_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     docs = _write_corpus(tmp_path)
-    rng = random.Random(1234)
     zygote = _Zygote(tmp_path)
-    deadline = time.monotonic() + 120
-    seen: list[int] = []
     try:
-        # how long one undisturbed ingest takes here, to spread the kills over it
-        start = time.monotonic()
-        zygote.start(_args(tmp_path / "timing"))
-        assert os.WEXITSTATUS(zygote.wait()) == 0
-        span = time.monotonic() - start
-        for trial in range(TRIALS):
-            store = tmp_path / f"store{trial}"
-            zygote.start(_args(store))
-            time.sleep(rng.uniform(0.0, span))
-            zygote.wait(kill=True)  # SIGKILL: no cleanup, no flush (may already be done)
-            seen.append(_check_store(store, docs))
-            zygote.start(_args(store))  # the same ingest again, to completion
-            status = zygote.wait()
-            assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
-            assert _check_store(store, docs) == N_DOCS
-            assert time.monotonic() < deadline, "crash trials took too long"
+        assert _ok(zygote.run(_args("docs.jsonl", tmp_path / "ref", "crash", "--batch-size", "3")))
+        expected = _points(tmp_path / "ref", "crash")
+        assert expected is not None and len(expected) == N_DOCS
+        for point in INGEST_POINTS:
+            store = tmp_path / f"store-{point.replace(':', '-')}"
+            args = _args("docs.jsonl", store, "crash", "--batch-size", "3")
+            assert _killed(zygote.run(args, crash_at=point)), point  # the point was reached
+            partial = _points(store, "crash")
+            for pid, payload in (partial or {}).items():  # whatever is there is right
+                assert payload == expected[pid]
+                assert payload["page_content"] == docs[payload["metadata"]["document_id"]]
+            assert _ok(zygote.run(args))  # the same ingest again, to completion
+            assert _points(store, "crash") == expected, point
     finally:
         zygote.close()
-    print("points found after each kill:", seen)
-    assert sum(0 <= n < N_DOCS for n in seen) >= 3, f"too few kills landed mid-ingest: {seen}"
+
+
+def _write_folder(folder: Path, version: int) -> None:
+    """Version 0: five files; version 1: two edited, one deleted, one added."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir()
+    texts = {
+        "a.md": LONG_DOCS["nested.md"][:1500],
+        "b.txt": LONG_DOCS["no-blank-lines.txt"][:1200],
+        "c.txt": LONG_DOCS["cjk.txt"][:500],
+        "d.md": LONG_DOCS["code.md"][:1200],
+        "e.txt": LONG_DOCS["one-line.txt"][:1000],
+    }
+    if version == 1:
+        texts["a.md"] = texts["a.md"].replace("Handbook", "Manual")
+        texts["b.txt"] = "A new first line.\n" + texts["b.txt"][300:]
+        del texts["c.txt"]
+        texts["f.txt"] = LONG_DOCS["one-line.txt"][1000:1800]
+    for name, text in texts.items():
+        (folder / name).write_text(text, encoding="utf-8")
+
+
+SYNC_POINTS = ["upserted:1", "upserted:4", "written", "deleted:1", "deleted:2", "pruned:1"]
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_sync_of_changed_files_converges(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    opts = ("--chunk-size", "60", "--batch-size", "4", "--prune")
+    zygote = _Zygote(tmp_path)
+    try:
+        _write_folder(docs, 0)
+        assert _ok(zygote.run(_args("docs", tmp_path / "base", "kb", *opts)))
+        old = _points(tmp_path / "base", "kb")
+        _write_folder(docs, 1)
+        shutil.copytree(tmp_path / "base", tmp_path / "ref")  # the same context
+        assert _ok(zygote.run(_args("docs", tmp_path / "ref", "kb", *opts)))  # no crash
+        expected = _points(tmp_path / "ref", "kb")
+        assert old is not None and expected is not None and len(expected) > 20
+        assert len(set(old) - set(expected)) > 5 and len(set(expected) - set(old)) > 5
+        for point in SYNC_POINTS:
+            store = tmp_path / f"store-{point.replace(':', '-')}"
+            shutil.copytree(tmp_path / "base", store)
+            args = _args("docs", store, "kb", *opts)
+            assert _killed(zygote.run(args, crash_at=point)), point  # the point was reached
+            partial = _points(store, "kb")
+            assert partial is not None
+            for pid, payload in partial.items():  # every point is an old or a new one
+                assert payload in (old.get(pid), expected.get(pid)), point
+            assert _ok(zygote.run(args))  # re-run: exactly the expected chunks
+            assert _points(store, "kb") == expected, point
+    finally:
+        zygote.close()
 
 
 @pytest.mark.parametrize("content", ["", '{"collections": {}, "ali'])
