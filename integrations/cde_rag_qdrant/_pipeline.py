@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -50,6 +51,47 @@ def _windows(batches: Iterable[PendingBatch], size: int) -> Iterator[PendingBatc
         yield PendingBatch(ids, texts, payloads)
 
 
+class WindowEmbedder(Protocol):
+    """Embeds windows of texts somewhere else (a Ray actor pool), yielding vectors in order."""
+
+    def imap(self, windows: Iterable[Sequence[str]]) -> Iterator[npt.NDArray[np.float32]]:
+        """The vectors of each window, in the order the windows were given."""
+        ...
+
+
+def _local_pairs(
+    windows: Iterator[PendingBatch],
+    embed: Callable[[PendingBatch], npt.NDArray[np.float32]],
+    pool: ThreadPoolExecutor,
+) -> Iterator[tuple[PendingBatch, npt.NDArray[np.float32]]]:
+    """Each window with its vectors; window k+1 embeds on ``pool`` while k is consumed."""
+    current = next(windows, None)
+    future = None if current is None else pool.submit(embed, current)
+    while current is not None and future is not None:
+        vectors = future.result()
+        following = next(windows, None)
+        future = None if following is None else pool.submit(embed, following)
+        yield current, vectors
+        current = following
+
+
+def _engine_pairs(
+    windows: Iterator[PendingBatch], embedder: WindowEmbedder, bar: Any
+) -> Iterator[tuple[PendingBatch, npt.NDArray[np.float32]]]:
+    """Each window with the vectors ``embedder`` made for it (windows are pulled lazily)."""
+    pending: deque[PendingBatch] = deque()
+
+    def texts() -> Iterator[list[str]]:
+        for window in windows:
+            pending.append(window)
+            yield window.texts
+
+    for vectors in embedder.imap(texts()):
+        window = pending.popleft()
+        bar.update(len(window.ids))
+        yield window, vectors
+
+
 def embed_and_upsert(
     client: QdrantClient,
     collection_name: str,
@@ -63,6 +105,7 @@ def embed_and_upsert(
     show_progress_bar: bool | None,
     desc: str = "Embedding",
     unit: str = "doc",
+    embedder: WindowEmbedder | None = None,
 ) -> int:
     """Embed the points under ``context`` and upsert them; returns the number written.
 
@@ -73,6 +116,8 @@ def embed_and_upsert(
     talks to Qdrant, so the embedding of batch k+1 overlaps the upload of batch k. Only the
     calling thread touches the client (local mode's SQLite connection stays on its thread).
     The progress bar moves after every forward pass of the encoder, not per window.
+    With ``embedder`` (e.g. :class:`cde_rag_ray.RayEmbedder`), the windows are embedded there
+    instead, several at once, and this thread stays the single writer.
     Intermediate upserts use ``wait=False`` (acknowledged once in the server's WAL, applied
     in order); the last one waits, so the points are searchable when this returns.
     """
@@ -89,32 +134,35 @@ def embed_and_upsert(
             progress_callback=bar.update,  # per forward pass: the bar moves, with an ETA
         )
 
+    def upsert(points: models.Batch, *, wait: bool) -> None:
+        with qdrant_errors(client, f"write to collection {collection_name!r}"):
+            client.upsert(collection_name, points=points, wait=wait)
+        crash_point("upserted")
+        logger.debug("upserted %d points into %s", len(points.ids), collection_name)
+
     written = 0
-    iterator = _windows(batches, max(EMBED_WINDOW, batch_size))
+    windows = _windows(batches, max(EMBED_WINDOW, batch_size))
+    pairs = (
+        _local_pairs(windows, embed, pool)
+        if embedder is None
+        else _engine_pairs(windows, embedder, bar)
+    )
+    held: models.Batch | None = None  # the latest chunk: sent when the next one exists
     try:
-        current = next(iterator, None)
-        future = None if current is None else pool.submit(embed, current)
-        while current is not None and future is not None:
-            vectors = future.result()
-            following = next(iterator, None)
-            future = None if following is None else pool.submit(embed, following)
-            for start in range(0, len(current.ids), batch_size):
+        for window, vectors in pairs:
+            for start in range(0, len(window.ids), batch_size):
                 stop = start + batch_size
-                last = following is None and stop >= len(current.ids)
-                with qdrant_errors(client, f"write to collection {collection_name!r}"):
-                    client.upsert(
-                        collection_name,
-                        points=models.Batch(
-                            ids=list[models.ExtendedPointId](current.ids[start:stop]),
-                            vectors=vectors[start:stop].tolist(),
-                            payloads=current.payloads[start:stop],
-                        ),
-                        wait=last,
-                    )
-                written += len(current.ids[start:stop])
-                crash_point("upserted")
-                logger.debug("upserted %d points into %s", stop - start, collection_name)
-            current = following
+                if held is not None:
+                    upsert(held, wait=False)
+                    written += len(held.ids)
+                held = models.Batch(
+                    ids=list[models.ExtendedPointId](window.ids[start:stop]),
+                    vectors=vectors[start:stop].tolist(),
+                    payloads=window.payloads[start:stop],
+                )
+        if held is not None:
+            upsert(held, wait=True)
+            written += len(held.ids)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         bar.close()

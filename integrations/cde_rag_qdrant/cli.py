@@ -6,11 +6,13 @@ Run ``cde-rag --help`` (or ``python -m cde_rag_qdrant.cli --help``) for usage an
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,7 @@ from cde_rag.errors import (
     ContextMismatchError,
     DatasetDownloadError,
     InvalidInputError,
+    OptionalDependencyError,
 )
 from cde_rag_qdrant import cli_serve, cli_verify
 from cde_rag_qdrant.cli_eval import add_eval_parser, run_eval
@@ -141,6 +144,30 @@ def _context_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--strategy", choices=["uniform", "diverse"], default="uniform")
 
 
+def _ray_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("engine (extra ray: embed on a Ray cluster)")
+    g.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this process embeds (default); ray: a pool of Ray actors embeds with the "
+        "same context and this process writes",
+    )
+    g.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="Ray cluster (auto, ray://head:10001); default: start or join a local instance",
+    )
+    g.add_argument("--actors", type=int, default=2, help="Ray actors, one model each (default 2)")
+    g.add_argument(
+        "--gpus-per-actor", type=float, default=0.0, help="GPUs per actor (0: CPU actors)"
+    )
+    g.add_argument(
+        "--cpus-per-actor", type=float, default=1.0, help="CPUs reserved per actor (default 1)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for docs and tests)."""
     parser = argparse.ArgumentParser(
@@ -174,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete stored documents of these folders/files that are gone",
     )
     _context_options(ingest)
+    _ray_options(ingest)
     search = sub.add_parser("search", help="search the collection", **kw)
     search.add_argument("query", help="the query text")
     search.add_argument("-k", "--limit", type=int, default=5, help="results (default: 5)")
@@ -244,6 +272,7 @@ def _load_encoder(args: argparse.Namespace, record: ContextRecord | None) -> CDE
     if model is None and record is not None:
         model, revision = record.model_id, revision or record.revision
     model = model or DEFAULT_MODEL
+    args.model_source = (model, revision)  # what Ray actors load (--engine ray)
     logger.info("loading model %s", model)
     return CDEEncoder.from_pretrained(model, revision=revision, device=args.device)
 
@@ -282,6 +311,24 @@ def _check_options(args: argparse.Namespace) -> None:
     if overlap < 0:
         msg = f"--chunk-overlap {overlap}: expected 0 or more tokens"
         raise _Fail(msg, EXIT_USAGE)
+    if getattr(args, "engine", "local") == "ray":
+        _check_ray_options(args)
+
+
+def _check_ray_options(args: argparse.Namespace) -> None:
+    if args.actors < 1:
+        msg = f"--actors {args.actors}: expected a positive integer"
+        raise _Fail(msg, EXIT_USAGE)
+    for flag, value in (
+        ("--gpus-per-actor", args.gpus_per_actor),
+        ("--cpus-per-actor", args.cpus_per_actor),
+    ):
+        if value < 0:
+            msg = f"{flag} {value}: expected a number >= 0"
+            raise _Fail(msg, EXIT_USAGE)
+    if importlib.util.find_spec("ray") is None:
+        msg = "--engine ray needs Ray."
+        raise OptionalDependencyError(msg, extra="ray")
 
 
 def _read_inputs(args: argparse.Namespace) -> None:
@@ -342,6 +389,29 @@ def _new_collection(
     return col
 
 
+@contextlib.contextmanager
+def _embedder(args: argparse.Namespace, col: ContextualCollection) -> Iterator[Any]:
+    """None for ``--engine local``; a Ray actor pool sharing the collection's context."""
+    if args.engine != "ray":
+        yield None
+        return
+    from cde_rag_ray import ModelSpec, RayEmbedder, RayOptions
+
+    model, revision = args.model_source
+    folder = Path(model)
+    name = str(folder.resolve()) if folder.exists() else model  # every node must read it
+    options = RayOptions(
+        address=args.ray_address,
+        actors=args.actors,
+        gpus_per_actor=args.gpus_per_actor,
+        cpus_per_actor=args.cpus_per_actor,
+    )
+    spec = ModelSpec(name, {"revision": revision} if revision else {})
+    _note(args, f"starting {options.actors} Ray actors (context {col.fingerprint[:12]})")
+    with RayEmbedder(spec, col.context, options, prefix=col.record.document_prefix) as pool:
+        yield pool
+
+
 def _ingest(args: argparse.Namespace, client: QdrantClient) -> int:
     from cde_rag_qdrant import _store
     from cde_rag_qdrant.chunking import Chunker
@@ -367,14 +437,16 @@ def _ingest(args: argparse.Namespace, client: QdrantClient) -> int:
             "documents would look gone; fix or remove them and run again with --prune",
         )
         prune = False
-    report = col.sync(
-        inputs.documents,
-        chunk_size=chunker.chunk_size,
-        chunk_overlap=chunker.chunk_overlap,
-        prune={"root": inputs.roots} if prune else False,
-        batch_size=args.batch_size,
-        show_progress_bar=not args.quiet,
-    )
+    with _embedder(args, col) as embedder:
+        report = col.sync(
+            inputs.documents,
+            chunk_size=chunker.chunk_size,
+            chunk_overlap=chunker.chunk_overlap,
+            prune={"root": inputs.roots} if prune else False,
+            batch_size=args.batch_size,
+            show_progress_bar=not args.quiet,
+            embedder=embedder,
+        )
     drift = None
     if not created and report.changed_ids:
         texts = sample_changed_texts(col, report.changed_ids[:DRIFT_SAMPLE], DRIFT_SAMPLE)

@@ -40,6 +40,7 @@ from cde_rag_qdrant.record import ContextRecord
 from cde_rag_qdrant.results import CollectionSummary, DriftReport, SearchHit
 
 if TYPE_CHECKING:
+    from cde_rag_qdrant._pipeline import WindowEmbedder
     from cde_rag_qdrant.documents import DocumentSource
     from cde_rag_qdrant.sync import SyncReport
 
@@ -342,6 +343,7 @@ class ContextualCollection:
         prune: bool | models.Filter | Mapping[str, Any] = False,
         batch_size: int = 64,
         show_progress_bar: bool | None = None,
+        embedder: WindowEmbedder | None = None,
     ) -> SyncReport:
         """Chunk documents and bring the collection in step with them (incremental).
 
@@ -365,6 +367,8 @@ class ContextualCollection:
                 matching it; ``False`` (default): delete nothing else.
             batch_size: Points per upsert.
             show_progress_bar: Progress bars (default: when logging at INFO).
+            embedder: Embed elsewhere, e.g. ``cde_rag_ray.RayEmbedder`` (same windows, same
+                vectors; this process stays the single writer). Default: this process.
 
         Returns:
             Counts of added, updated, unchanged and removed documents and chunks.
@@ -396,6 +400,7 @@ class ContextualCollection:
             prune=prune,
             batch_size=batch_size,
             show_progress_bar=show_progress_bar,
+            embedder=embedder,
         )
 
     def delete(

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from cde_rag.errors import InvalidInputError
 from cde_rag.progress import progress_enabled
 from cde_rag_qdrant import _store
-from cde_rag_qdrant._pipeline import PendingBatch, embed_and_upsert
+from cde_rag_qdrant._pipeline import PendingBatch, WindowEmbedder, embed_and_upsert
 from cde_rag_qdrant._testhooks import crash_point
 from cde_rag_qdrant.chunking import Chunker, ChunkSpan
 from cde_rag_qdrant.documents import DocumentReadError, DocumentSource, LoadedText, Skipped
@@ -370,6 +370,7 @@ def sync_documents(
     prune: bool | models.Filter | Mapping[str, Any] = False,
     batch_size: int = 64,
     show_progress_bar: bool | None = None,
+    embedder: WindowEmbedder | None = None,
 ) -> SyncReport:
     """Chunk ``documents`` and bring the collection in step with them (see module docs)."""
     show = progress_enabled(show_progress_bar)
@@ -396,6 +397,7 @@ def sync_documents(
             total=total,
             show_progress_bar=show,
             unit="chunk",
+            embedder=embedder,
         )
     crash_point("written")
     removed = 0

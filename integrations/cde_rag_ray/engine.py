@@ -14,6 +14,7 @@ Crashed actors are restarted by Ray (``max_restarts``) and their unfinished wind
 from __future__ import annotations
 
 import logging
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -101,6 +102,7 @@ class RayEmbedder:
         self.options = options or RayOptions()
         self.ray = import_ray()
         if not self.ray.is_initialized():
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no telemetry unless asked
             self.ray.init(address=self.options.address, log_to_driver=False)
         device = "cuda" if self.options.gpus_per_actor > 0 else "cpu"
         remote = self.ray.remote(
