@@ -93,3 +93,11 @@ def test_sync_benchmark_quick(tmp_path: Path) -> None:
     assert data["resync_embedded"] == 0  # an unchanged folder embeds nothing
     assert data["resync_unchanged"] == data["files"]
     assert isinstance(data["chunks"], int) and data["chunks"] > data["files"]  # files chunked
+
+
+@pytest.mark.slow
+@pytest.mark.enable_socket
+def test_ray_benchmark_quick(tmp_path: Path) -> None:
+    data = _quick("bench_ray.py", tmp_path)
+    assert data["actors_1_identical"] and data["actors_2_identical"]  # same bits as one process
+    assert float(str(data["actors_2_docs_per_s"])) > 0
