@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 
 from cde_rag import CDEEncoder, CorpusContext
 from cde_rag.encoder import progress_enabled
-from cde_rag_qdrant._store import qdrant_errors
+from cde_rag_qdrant._upload import UploadOptions, make_points, upload_session
+from cde_rag_qdrant.sparse import SparseEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ def embed_and_upsert(
     total: int | None,
     show_progress_bar: bool | None,
     desc: str = "Ingest",
+    sparse: SparseEncoder | None = None,
+    upload: UploadOptions | None = None,
 ) -> int:
     """Embed the points under ``context`` and upsert them; returns the number written.
 
@@ -71,43 +74,47 @@ def embed_and_upsert(
     talks to Qdrant, so the embedding of batch k+1 overlaps the upload of batch k. Only the
     calling thread touches the client (local mode's SQLite connection stays on its thread).
     Intermediate upserts use ``wait=False`` (acknowledged once in the server's WAL, applied
-    in order); the last one waits, so the points are searchable when this returns.
+    in order); the last one waits, so the points are searchable when this returns. Requests
+    go through :mod:`cde_rag_qdrant._upload` (size limit, retries, parallel streams, deferred
+    indexing: see ``upload``); ``sparse`` adds the lexical vector of hybrid collections.
     """
     show = progress_enabled(show_progress_bar)
     bar = tqdm(total=total, desc=desc, unit="doc", disable=not show)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cde-rag-embed")
 
-    def embed(batch: PendingBatch) -> npt.NDArray[np.float32]:
-        return encoder.embed_documents(
+    def embed(
+        batch: PendingBatch,
+    ) -> tuple[npt.NDArray[np.float32], list[models.SparseVector] | None]:
+        dense = encoder.embed_documents(
             batch.texts, context, show_progress_bar=False, prefix=document_prefix
         )
+        return dense, None if sparse is None else sparse.embed_documents(batch.texts)
 
     written = 0
     iterator = _windows(batches, max(EMBED_WINDOW, batch_size))
     try:
-        current = next(iterator, None)
-        future = None if current is None else pool.submit(embed, current)
-        while current is not None and future is not None:
-            vectors = future.result()
-            following = next(iterator, None)
-            future = None if following is None else pool.submit(embed, following)
-            for start in range(0, len(current.ids), batch_size):
-                stop = start + batch_size
-                last = following is None and stop >= len(current.ids)
-                with qdrant_errors(client, f"write to collection {collection_name!r}"):
-                    client.upsert(
-                        collection_name,
-                        points=models.Batch(
-                            ids=list[models.ExtendedPointId](current.ids[start:stop]),
-                            vectors=vectors[start:stop].tolist(),
-                            payloads=current.payloads[start:stop],
-                        ),
-                        wait=last,
+        with upload_session(client, collection_name, upload, total=total) as uploader:
+            current = next(iterator, None)
+            future = None if current is None else pool.submit(embed, current)
+            while current is not None and future is not None:
+                vectors, sparse_vectors = future.result()
+                following = next(iterator, None)
+                future = None if following is None else pool.submit(embed, following)
+                for start in range(0, len(current.ids), batch_size):
+                    stop = start + batch_size
+                    last = following is None and stop >= len(current.ids)
+                    points = make_points(
+                        current.ids[start:stop],
+                        vectors[start:stop].tolist(),
+                        current.payloads[start:stop],
+                        None
+                        if sparse is None or sparse_vectors is None
+                        else (sparse.vector_name, sparse_vectors[start:stop]),
                     )
-                written += len(current.ids[start:stop])
-                bar.update(len(current.ids[start:stop]))
-                logger.debug("upserted %d points into %s", stop - start, collection_name)
-            current = following
+                    uploader.send(points, wait_applied=last)
+                    written += len(points)
+                    bar.update(len(points))
+                current = following
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         bar.close()

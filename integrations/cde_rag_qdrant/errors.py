@@ -11,7 +11,9 @@ __all__ = [
     "CollectionNotFoundError",
     "ContextMissingError",
     "QdrantUnavailableError",
+    "RequestTooLargeError",
     "StoreLockedError",
+    "TenantContextMissingError",
 ]
 
 
@@ -41,3 +43,11 @@ class StoreLockedError(CDERagError, RuntimeError):
 
 class QdrantUnavailableError(CDERagError, ConnectionError):
     """A Qdrant server could not be reached or answered with an unexpected error."""
+
+
+class RequestTooLargeError(CDERagError, ValueError):
+    """One point is larger than a Qdrant request may be (the server's size limit)."""
+
+
+class TenantContextMissingError(ContextMissingError):
+    """A tenant of a collection has no context of its own yet."""

@@ -22,14 +22,18 @@ from cde_rag.errors import ContextCorruptError, InvalidInputError
 from cde_rag.sampling import SamplingStrategy
 from cde_rag_qdrant import _store
 from cde_rag_qdrant._pipeline import PendingBatch, embed_and_upsert
+from cde_rag_qdrant._upload import UploadOptions
 from cde_rag_qdrant.errors import (
     CollectionConfigError,
     CollectionEmptyError,
     ContextMissingError,
 )
+from cde_rag_qdrant.options import options_of
 from cde_rag_qdrant.payload import CONTENT_PAYLOAD_KEY, FINGERPRINT_PAYLOAD_KEY
 from cde_rag_qdrant.record import ContextRecord
 from cde_rag_qdrant.results import DriftReport
+from cde_rag_qdrant.sparse import SparseEncoder
+from cde_rag_qdrant.tenants import TENANTS_METADATA_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +154,7 @@ def rebuild(
     skip_textless: bool = False,
     keep_old: bool = False,
     show_progress_bar: bool | None = None,
+    upload: UploadOptions | None = None,
 ) -> CorpusContext:
     """Rebuild ``name`` with a new context built from its own texts; switch atomically.
 
@@ -170,9 +175,11 @@ def rebuild(
         skip_textless: Drop points without ``page_content`` instead of refusing.
         keep_old: Keep the old physical collection after the switch (aliases only).
         show_progress_bar: Progress bars (default: when logging at INFO).
+        upload: How points are sent (see ``UploadOptions``).
 
     Returns:
-        The new context (as stored).
+        The new context (as stored). The new collection keeps the options (quantization,
+        on-disk, HNSW, shards, hybrid sparse vector) of the old one.
 
     Raises:
         CollectionNotFoundError: No such collection.
@@ -182,6 +189,16 @@ def rebuild(
     """
     info = _store.collection_info(client, name)
     _store.check_vectors(info, name, encoder.dim)
+    if TENANTS_METADATA_KEY in (info.config.metadata or {}):
+        msg = (
+            f"collection {name!r} has tenants with their own contexts; a whole-collection "
+            "rebuild would re-embed their points under one context. Recontextualize each "
+            f"tenant instead: `cde-rag recontextualize --collection {name} --tenant NAME` "
+            "(ContextualCollection.open(..., tenant=NAME).recontextualize())."
+        )
+        raise CollectionConfigError(msg)
+    sparse = SparseEncoder.from_metadata(info.config.metadata, name)
+    options = options_of(info, sparse)
     current = _store.alias_target(client, name)
     source = current or name
     texts: list[str] = []
@@ -211,7 +228,7 @@ def rebuild(
     record = ContextRecord.from_context(context, encoder, generation=generation)
     target = _store.physical_name(name, generation)
     _store.drop_unpublished(client, target)
-    _store.create_physical(client, target, encoder.dim, record)
+    _store.create_physical(client, target, encoder.dim, record, options)
 
     def batches() -> Iterator[PendingBatch]:
         page = PendingBatch([], [], [])
@@ -241,6 +258,8 @@ def rebuild(
         total=len(texts),
         show_progress_bar=show_progress_bar,
         desc="Re-embed",
+        sparse=sparse,
+        upload=upload,
     )
     with _store.qdrant_errors(client, f"count {target!r}"):
         stored = int(client.count(target, exact=True).count)

@@ -47,6 +47,10 @@ class CollectionSummary:
         record_version: Layout version of the stored record.
         provenance: How the context was built.
         location: Where the data lives.
+        options: How the collection is stored and indexed (quantization, on-disk, HNSW,
+            shards, hybrid; see ``CollectionOptions``).
+        tenant: The tenant reported on (its context and points), or None.
+        tenants: Tenants of the collection that have their own context.
     """
 
     name: str
@@ -66,6 +70,9 @@ class CollectionSummary:
     record_version: int
     provenance: ContextProvenance
     location: str
+    options: dict[str, Any] = field(default_factory=dict)
+    tenant: str | None = None
+    tenants: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able dict (for ``--json`` output)."""
