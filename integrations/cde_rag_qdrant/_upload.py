@@ -35,8 +35,10 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
+from tenacity.wait import wait_base
 
 from cde_rag.errors import InvalidInputError
 from cde_rag_qdrant._store import is_local, qdrant_errors
@@ -168,6 +170,13 @@ def split_by_size(
     return groups
 
 
+def _backoff(options: UploadOptions) -> wait_base:
+    """Exponential backoff from ``options.backoff`` up to ``backoff_max``, plus jitter."""
+    return wait_exponential(multiplier=options.backoff, max=options.backoff_max) + wait_random(
+        0, options.backoff
+    )
+
+
 def _log_retry(state: RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome is not None else None
     delay = state.next_action.sleep if state.next_action is not None else 0.0
@@ -202,9 +211,7 @@ class Uploader:
         opts = self.options
         retrying = Retrying(
             stop=stop_after_attempt(opts.retries + 1),
-            wait=wait_exponential_jitter(
-                initial=opts.backoff, max=opts.backoff_max, jitter=opts.backoff
-            ),
+            wait=_backoff(opts),
             retry=retry_if_exception(is_transient),
             before_sleep=_log_retry,
             reraise=True,
@@ -255,9 +262,7 @@ class Uploader:
 def _set_threshold(client: QdrantClient, name: str, value: int, options: UploadOptions) -> None:
     retrying = Retrying(
         stop=stop_after_attempt(options.retries + 1),
-        wait=wait_exponential_jitter(
-            initial=options.backoff, max=options.backoff_max, jitter=options.backoff
-        ),
+        wait=_backoff(options),
         retry=retry_if_exception(is_transient),
         reraise=True,
     )
