@@ -25,6 +25,8 @@ from cde_rag.errors import (
     InvalidInputError,
 )
 from cde_rag_qdrant import _store
+from cde_rag_qdrant import cli_qdrant_options as qopts
+from cde_rag_qdrant import tenants as _tenants
 from cde_rag_qdrant.collection import ContextualCollection
 from cde_rag_qdrant.errors import (
     CollectionEmptyError,
@@ -36,6 +38,7 @@ from cde_rag_qdrant.errors import (
 from cde_rag_qdrant.ingest_files import Skipped, discover, read_documents
 from cde_rag_qdrant.recontextualize import rebuild
 from cde_rag_qdrant.record import ContextRecord
+from cde_rag_qdrant.results import CollectionSummary
 
 logger = logging.getLogger("cde_rag_qdrant.cli")
 
@@ -142,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders")
     ingest.add_argument("--batch-size", type=int, default=64, help="documents per batch")
     _context_options(ingest)
+    qopts.add_ingest_options(ingest)
+    qopts.add_tenant_option(ingest)
     search = sub.add_parser("search", help="search the collection", **kw)
     search.add_argument("query", help="the query text")
     search.add_argument("-k", "--limit", type=int, default=5, help="results (default: 5)")
@@ -153,7 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="metadata filter (repeatable; VALUE parsed as JSON when possible)",
     )
-    sub.add_parser("info", help="collection and context provenance", **kw)
+    qopts.add_search_options(search)
+    qopts.add_tenant_option(search)
+    info = sub.add_parser("info", help="collection and context provenance", **kw)
+    qopts.add_tenant_option(info)
     recon = sub.add_parser(
         "recontextualize", help="rebuild the context from the collection's texts", **kw
     )
@@ -162,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     recon.add_argument("--skip-textless", action="store_true", help="drop points without text")
     recon.add_argument("--keep-old", action="store_true", help="keep the old collection")
     _context_options(recon)
+    qopts.add_tenant_option(recon)
     return parser
 
 
@@ -264,12 +273,34 @@ def _ingest(args: argparse.Namespace, client: QdrantClient) -> int:
             seed=args.seed,
             strategy=args.strategy,
             show_progress_bar=progress,
+            options=qopts.collection_options(args),
+            tenant=args.tenant,
         )
     else:
+        ignored = qopts.creation_flags_given(args)
+        if ignored:
+            _note(args, f"note: {' '.join(ignored)} ignored: the collection exists")
         col = ContextualCollection.open(client, args.collection, encoder)
-        if args.context_size is not None:
+        if args.tenant is not None and args.tenant not in col.tenants():
+            created = True
+            _note(
+                args, f"building a context for tenant {args.tenant!r} from {len(texts)} documents"
+            )
+            col = col.add_tenant(
+                args.tenant,
+                corpus=texts,
+                size=args.context_size,
+                seed=args.seed,
+                strategy=args.strategy,
+                show_progress_bar=progress,
+            )
+        elif args.tenant is not None:
+            col = ContextualCollection.open(client, args.collection, encoder, tenant=args.tenant)
+        if args.context_size is not None and not created:
             _note(args, "note: --context-size is ignored: the collection keeps its context")
-        drift = col.drift(texts[:DRIFT_SAMPLE], show_progress_bar=False)
+        if not created:
+            drift = col.drift(texts[:DRIFT_SAMPLE], show_progress_bar=False)
+    col.upload_options = qopts.upload_options(args)
     col.add(
         texts,
         ids=[d.id for d in docs],
@@ -292,6 +323,7 @@ def _ingest(args: argparse.Namespace, client: QdrantClient) -> int:
         "skipped": [{"path": s.path, "line": s.line, "reason": s.reason} for s in skipped],
         "points": total,
         "context_created": created,
+        "tenant": args.tenant,
         "fingerprint": col.fingerprint,
         "drift": None if drift is None else drift.as_dict(),
     }
@@ -312,11 +344,12 @@ def _search(args: argparse.Namespace, client: QdrantClient) -> int:
         raise _Fail(msg, EXIT_USAGE)
     record = _store.read_record(client, args.collection)
     encoder = _load_encoder(args, record)
-    col = ContextualCollection.open(client, args.collection, encoder)
+    col = ContextualCollection.open(client, args.collection, encoder, tenant=args.tenant)
     if col.count() == 0:
+        where = "" if args.tenant is None else f" --tenant {args.tenant}"
         msg = (
             f"collection {args.collection!r} is empty; add documents first: "
-            f"cde-rag ingest PATH --collection {args.collection}"
+            f"cde-rag ingest PATH --collection {args.collection}{where}"
         )
         raise _Fail(msg, EXIT_NO_COLLECTION)
     hits = col.search(
@@ -324,6 +357,7 @@ def _search(args: argparse.Namespace, client: QdrantClient) -> int:
         limit=args.limit,
         score_threshold=args.score_threshold,
         query_filter=_parse_filters(args.filter),
+        **qopts.search_kwargs(args),
     )
     lines = []
     for rank, hit in enumerate(hits, start=1):
@@ -335,6 +369,8 @@ def _search(args: argparse.Namespace, client: QdrantClient) -> int:
     data = {
         "collection": args.collection,
         "query": args.query,
+        "mode": args.mode,
+        "tenant": args.tenant,
         "hits": [
             {"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata} for h in hits
         ],
@@ -344,9 +380,12 @@ def _search(args: argparse.Namespace, client: QdrantClient) -> int:
 
 
 def _info(args: argparse.Namespace, client: QdrantClient) -> int:
-    record = _store.read_record(client, args.collection)
-    record.to_context(args.collection)  # verify the bytes against the fingerprint
-    summary = _store.summarize(client, args.collection, record)
+    if args.tenant is None:
+        record = _store.read_record(client, args.collection)
+        record.to_context(args.collection)  # verify the bytes against the fingerprint
+        summary = _store.summarize(client, args.collection, record)
+    else:
+        summary = _tenant_summary(client, args.collection, args.tenant)
     data = summary.as_dict()
     p = summary.provenance
     human = "\n".join(
@@ -360,13 +399,61 @@ def _info(args: argparse.Namespace, client: QdrantClient) -> int:
             f"built        {p.created_at} from {p.n_source_documents} documents "
             f"(strategy {p.strategy}, seed {p.seed}, cde-rag {p.library_version})",
             f"prefixes     query {summary.query_prefix!r}, document {summary.document_prefix!r}",
+            f"options      {qopts.describe_options(summary.options)}",
         ]
+        + ([f"tenant       {summary.tenant}"] if summary.tenant else [])
+        + ([f"tenants      {', '.join(summary.tenants)}"] if summary.tenants else [])
+    )
+    _emit(args, data, human)
+    return EXIT_OK
+
+
+def _tenant_summary(client: QdrantClient, name: str, tenant: str) -> CollectionSummary:
+    """Summary of one tenant: its context, its points (no model needed)."""
+    metadata = _store.collection_info(client, name).config.metadata
+    record = _tenants.tenant_record(metadata, name, tenant)
+    record.to_context(name)  # verify the bytes against the fingerprint
+    return _store.summarize(
+        client,
+        name,
+        record,
+        scope=[_tenants.tenant_condition(tenant)],
+        tenant=tenant,
+        tenants=_tenants.list_tenants(metadata),
+    )
+
+
+def _recontextualize_tenant(args: argparse.Namespace, client: QdrantClient) -> int:
+    encoder = _load_encoder(args, _stored_record(client, args.collection))
+    col = ContextualCollection.open(client, args.collection, encoder, tenant=args.tenant)
+    if args.check:
+        report = col.drift(show_progress_bar=not args.quiet)
+        verdict = "recommended" if report.recommended else "not needed"
+        human = f"tenant {args.tenant!r}: drift ratio {report.ratio:.2f}: recontextualize {verdict}"
+        data = {"collection": args.collection, "tenant": args.tenant, **report.as_dict()}
+        _emit(args, data, human)
+        return EXIT_OK
+    old = col.fingerprint
+    col.recontextualize(
+        size=args.context_size,
+        seed=args.seed,
+        strategy=args.strategy,
+        batch_size=args.batch_size,
+        show_progress_bar=not args.quiet,
+    )
+    summary = col.info()
+    data = {**summary.as_dict(), "previous_fingerprint": old}
+    human = (
+        f"recontextualized tenant {args.tenant!r} of {args.collection!r}: {summary.points} "
+        f"points re-embedded in place with context {col.fingerprint[:12]} (was {old[:12]})"
     )
     _emit(args, data, human)
     return EXIT_OK
 
 
 def _recontextualize(args: argparse.Namespace, client: QdrantClient) -> int:
+    if args.tenant is not None:
+        return _recontextualize_tenant(args, client)
     record = _stored_record(client, args.collection)
     encoder = _load_encoder(args, record)
     if args.check:

@@ -97,7 +97,7 @@ def test_option_errors() -> None:
         CollectionOptions(hnsw_m=-1)
     with pytest.raises(InvalidInputError, match="shards=0"):
         CollectionOptions(shards=0)
-    with pytest.raises(InvalidInputError, match="oversampling=0.5"):
+    with pytest.raises(InvalidInputError, match=r"oversampling=0\.5"):
         search_params(rescore=True, oversampling=0.5, hnsw_ef=None)
     kwargs = CollectionOptions(shards=3, replicas=2).create_kwargs(64)
     assert (kwargs["shard_number"], kwargs["replication_factor"]) == (3, 2)

@@ -58,7 +58,7 @@ def test_each_tenant_sees_only_its_points_embedded_with_its_context(
     # stored vectors are embed_documents under the tenant's context
     vectors = _vectors(client, name, "globex")
     docs = v2_encoder_session.embed_documents(GLOBEX, globex.context)
-    by_text = {t: d for t, d in zip(GLOBEX, docs, strict=True)}
+    by_text = dict(zip(GLOBEX, docs, strict=True))
     for point in client.retrieve(name, list(vectors), with_payload=True):
         stored = vectors[str(point.id)]
         want = by_text[(point.payload or {})["page_content"]]
