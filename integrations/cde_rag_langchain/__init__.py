@@ -18,6 +18,7 @@ except ImportError as exc:
     raise OptionalDependencyError(msg, extra="langchain") from exc
 
 from cde_rag_langchain.embeddings import CDEEmbeddings
+from cde_rag_langchain.sparse import CDESparseEmbeddings
 from cde_rag_langchain.vectorstore import (
     CDEQdrantVectorStore,
     create_qdrant_vector_store,
@@ -27,6 +28,7 @@ from cde_rag_langchain.vectorstore import (
 __all__ = [
     "CDEEmbeddings",
     "CDEQdrantVectorStore",
+    "CDESparseEmbeddings",
     "create_qdrant_vector_store",
     "qdrant_vector_store",
 ]

@@ -23,6 +23,7 @@ from qdrant_client import QdrantClient, models
 from cde_rag import CDEEncoder, CorpusContext
 from cde_rag.errors import ContextMismatchError, ContextNotSetError, InvalidInputError
 from cde_rag_langchain.embeddings import CDEEmbeddings
+from cde_rag_langchain.sparse import is_lexical, with_sparse_defaults
 from cde_rag_qdrant import FINGERPRINT_PAYLOAD_KEY, ContextualCollection
 from cde_rag_qdrant.binding import (
     CollectionBinding,
@@ -96,6 +97,7 @@ class CDEQdrantVectorStore(QdrantVectorStore):
             raise InvalidInputError(msg)
         context, binding = bind(client, collection_name)
         _require_same(embedding, context, collection_name)
+        kwargs = with_sparse_defaults(client, collection_name, kwargs)
         super().__init__(client, collection_name, embedding, **kwargs)
         self._cde_binding = binding
         self._cde_embeddings = embedding
@@ -313,7 +315,8 @@ def create_qdrant_vector_store(
         size: Context rows when building (default: the model's).
         seed: Sampling seed when building.
         strategy: ``"uniform"`` or ``"diverse"`` when building.
-        **kwargs: Other ``QdrantVectorStore`` options.
+        **kwargs: Other ``QdrantVectorStore`` options; ``retrieval_mode=RetrievalMode.HYBRID``
+            (or ``SPARSE``) creates a hybrid collection and searches it in that mode.
 
     Returns:
         The store bound to the new collection.
@@ -338,6 +341,7 @@ def create_qdrant_vector_store(
         seed=seed,
         strategy=strategy,
         show_progress_bar=False,
+        hybrid=is_lexical(kwargs),
     )
     return qdrant_vector_store(client, collection_name, embeddings_or_encoder, **kwargs)
 

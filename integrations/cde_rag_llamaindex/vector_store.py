@@ -30,6 +30,7 @@ from cde_rag import CDEEncoder, CorpusContext
 from cde_rag.errors import ContextMismatchError, ContextNotSetError, InvalidInputError
 from cde_rag_llamaindex.embedding import CDEEmbedding
 from cde_rag_llamaindex.nodes import node_from_cde_payload
+from cde_rag_llamaindex.sparse import hybrid_defaults
 from cde_rag_qdrant import (
     CONTENT_PAYLOAD_KEY,
     FINGERPRINT_PAYLOAD_KEY,
@@ -84,20 +85,16 @@ class CDEQdrantVectorStore(QdrantVectorStore):
             client: The Qdrant client (for a local path, the one that opened it).
             embed_model: The :class:`CDEEmbedding` that embeds for this store; its context
                 must be the collection's, and writes check it stays so.
-            **kwargs: Other ``QdrantVectorStore`` options (hybrid search is not supported).
+            **kwargs: Other ``QdrantVectorStore`` options. ``enable_hybrid=True`` on a hybrid
+                collection uses its sparse vector (cde-rag's offline lexical encoder).
 
         Raises:
             CollectionNotFoundError: The collection does not exist.
             ContextMissingError: It has no cde-rag context.
             ContextMismatchError: ``embed_model`` holds another context.
-            InvalidInputError: Hybrid options.
+            InvalidInputError: ``enable_hybrid`` on a collection without a sparse vector, or
+                ``fastembed_sparse_model``.
         """
-        if kwargs.get("enable_hybrid") or kwargs.get("fastembed_sparse_model"):
-            msg = (
-                "cde-rag collections hold one dense vector per point; hybrid search "
-                "(enable_hybrid / fastembed_sparse_model) is not supported."
-            )
-            raise InvalidInputError(msg)
         if not client.collection_exists(collection_name):
             msg = (
                 f"no collection {collection_name!r}: LlamaIndex would create it lazily without "
@@ -108,6 +105,7 @@ class CDEQdrantVectorStore(QdrantVectorStore):
         context, binding = bind(client, collection_name)
         if embed_model is not None:
             _require_same(embed_model, context, collection_name)
+        kwargs = hybrid_defaults(client, collection_name, kwargs)
         kwargs.setdefault("text_key", CONTENT_PAYLOAD_KEY)
         super().__init__(collection_name=collection_name, client=client, **kwargs)
         self._cde_binding = binding
@@ -324,7 +322,8 @@ def create_qdrant_store(
         size: Context rows when building (default: the model's).
         seed: Sampling seed when building.
         strategy: ``"uniform"`` or ``"diverse"`` when building.
-        **kwargs: Other ``QdrantVectorStore`` options.
+        **kwargs: Other ``QdrantVectorStore`` options; ``enable_hybrid=True`` creates a hybrid
+            collection (dense CDE + lexical sparse vector) and searches it in hybrid mode.
 
     Returns:
         ``(vector_store, embed_model)`` bound to the new collection.
@@ -359,6 +358,7 @@ def create_qdrant_store(
         seed=seed,
         strategy=strategy,
         show_progress_bar=False,
+        hybrid=bool(kwargs.get("enable_hybrid")),
     )
     return open_qdrant_store(client, collection_name, embed_model_or_encoder, **kwargs)
 

@@ -429,3 +429,13 @@ def check_current(client: QdrantClient, name: str, fingerprint: str) -> None:
         raise ContextMismatchError(msg)
     if not info.points_count:
         logger.warning("collection %s is empty: add documents before searching", name)
+
+
+def read_sparse(client: QdrantClient, name: str) -> SparseEncoder | None:
+    """The sparse encoder of a hybrid collection (None for a dense-only one).
+
+    Raises:
+        CollectionNotFoundError: No such collection or alias.
+        CollectionConfigError: An unreadable sparse encoder record.
+    """
+    return SparseEncoder.from_metadata(collection_info(client, name).config.metadata, name)
