@@ -212,6 +212,7 @@ class CDEEmbeddings(BaseModel, Embeddings):
         collection_name: str,
         *,
         encoder: CDEEncoder | None = None,
+        tenant: str | None = None,
         **fields: Any,
     ) -> CDEEmbeddings:
         """Open a cde-rag Qdrant collection and bind its stored context.
@@ -225,6 +226,7 @@ class CDEEmbeddings(BaseModel, Embeddings):
             encoder: An already-loaded encoder. Without it and without ``model``, the model
                 recorded in the stored context (id and revision) is loaded.
             **fields: Other fields (``model``, ``device``, ``batch_size``, ``on_stale``, ...).
+            tenant: Bind this tenant's own context (a collection with tenants).
 
         Returns:
             Embeddings bound to the collection's context.
@@ -234,7 +236,7 @@ class CDEEmbeddings(BaseModel, Embeddings):
             ContextCorruptError: The stored context does not validate.
             ContextMismatchError: The model is not the one that made the context.
         """
-        context, binding = bind(client, collection_name)
+        context, binding = bind(client, collection_name, tenant)
         if encoder is None and "model" not in fields and "model_name" not in fields:
             fields["model_name"] = context.provenance.model_id
             fields.setdefault("revision", context.provenance.revision)
@@ -257,7 +259,7 @@ class CDEEmbeddings(BaseModel, Embeddings):
             msg = "rebind() needs an instance made by CDEEmbeddings.from_qdrant(client, name)."
             raise ContextNotSetError(msg)
         old = self._binding
-        context, binding = bind(old.client, old.collection_name)
+        context, binding = bind(old.client, old.collection_name, old.tenant)
         context.check_compatible(self.encoder)
         self._set_context(context, binding)
         return context

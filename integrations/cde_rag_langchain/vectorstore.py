@@ -32,6 +32,7 @@ from cde_rag_qdrant.binding import (
     stale_error,
     stored_fingerprint,
 )
+from cde_rag_qdrant.tenants import tenant_condition, tenant_stamp
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class CDEQdrantVectorStore(QdrantVectorStore):
         client: QdrantClient,
         collection_name: str,
         embedding: Embeddings | None = None,
+        *,
+        tenant: str | None = None,
         **kwargs: Any,
     ) -> None:
         """Wrap an existing cde-rag collection.
@@ -73,6 +76,8 @@ class CDEQdrantVectorStore(QdrantVectorStore):
             client: The Qdrant client.
             collection_name: The collection or alias, created by cde-rag.
             embedding: :class:`CDEEmbeddings` bound to the collection's context.
+            tenant: Work on this tenant only: its context, its points (stamped with
+                ``tenant`` on write, filtered on search).
             **kwargs: Other ``QdrantVectorStore`` options. The payload keys and the vector
                 name are fixed to cde-rag's layout.
 
@@ -95,7 +100,7 @@ class CDEQdrantVectorStore(QdrantVectorStore):
                 "Use qdrant_vector_store(client, collection_name) to get a bound store."
             )
             raise InvalidInputError(msg)
-        context, binding = bind(client, collection_name)
+        context, binding = bind(client, collection_name, tenant)
         _require_same(embedding, context, collection_name)
         kwargs = with_sparse_defaults(client, collection_name, kwargs)
         super().__init__(client, collection_name, embedding, **kwargs)
@@ -186,6 +191,8 @@ class CDEQdrantVectorStore(QdrantVectorStore):
                 key=FINGERPRINT_PAYLOAD_KEY, match=models.MatchValue(value=self.fingerprint)
             )
         ]
+        if self._cde_binding.tenant is not None:
+            must.append(tenant_condition(self._cde_binding.tenant))
         if query_filter is not None:
             must.append(query_filter)
         return models.Filter(must=must)
@@ -201,7 +208,11 @@ class CDEQdrantVectorStore(QdrantVectorStore):
         self.check_stale(full=True)
         for batch_ids, points in super()._generate_batches(texts, metadatas, ids, batch_size):
             for point in points:
-                point.payload = {**(point.payload or {}), FINGERPRINT_PAYLOAD_KEY: self.fingerprint}
+                point.payload = {
+                    **(point.payload or {}),
+                    FINGERPRINT_PAYLOAD_KEY: self.fingerprint,
+                    **tenant_stamp(self._cde_binding.tenant),
+                }
             yield batch_ids, points
 
     @classmethod
@@ -261,6 +272,8 @@ def qdrant_vector_store(
     client: QdrantClient,
     collection_name: str,
     embeddings_or_encoder: CDEEmbeddings | CDEEncoder | None = None,
+    *,
+    tenant: str | None = None,
     **kwargs: Any,
 ) -> CDEQdrantVectorStore:
     """Open a cde-rag collection as a LangChain vector store bound to its stored context.
@@ -271,6 +284,7 @@ def qdrant_vector_store(
         embeddings_or_encoder: Supplies the model: :class:`CDEEmbeddings` (its encoder and
             options are reused; a context it already holds must be the collection's), a
             loaded ``CDEEncoder``, or None to load the model recorded in the context.
+        tenant: Open one tenant of the collection: its own context, its points only.
         **kwargs: Other ``QdrantVectorStore`` options.
 
     Returns:
@@ -285,8 +299,8 @@ def qdrant_vector_store(
         >>> store = qdrant_vector_store(client, "notes", encoder)  # doctest: +SKIP
         >>> store.similarity_search("who wrote it?", k=3)  # doctest: +SKIP
     """
-    embeddings = _bound_embeddings(client, collection_name, embeddings_or_encoder)
-    return CDEQdrantVectorStore(client, collection_name, embeddings, **kwargs)
+    embeddings = _bound_embeddings(client, collection_name, embeddings_or_encoder, tenant)
+    return CDEQdrantVectorStore(client, collection_name, embeddings, tenant=tenant, **kwargs)
 
 
 def create_qdrant_vector_store(
@@ -299,6 +313,7 @@ def create_qdrant_vector_store(
     size: int | None = None,
     seed: int = 0,
     strategy: Literal["uniform", "diverse"] = "uniform",
+    tenant: str | None = None,
     **kwargs: Any,
 ) -> CDEQdrantVectorStore:
     """Create a cde-rag collection (storing its context) and return it as a vector store.
@@ -315,6 +330,7 @@ def create_qdrant_vector_store(
         size: Context rows when building (default: the model's).
         seed: Sampling seed when building.
         strategy: ``"uniform"`` or ``"diverse"`` when building.
+        tenant: Also register the context as this tenant's and open the tenant's store.
         **kwargs: Other ``QdrantVectorStore`` options; ``retrieval_mode=RetrievalMode.HYBRID``
             (or ``SPARSE``) creates a hybrid collection and searches it in that mode.
 
@@ -342,18 +358,22 @@ def create_qdrant_vector_store(
         strategy=strategy,
         show_progress_bar=False,
         hybrid=is_lexical(kwargs),
+        tenant=tenant,
     )
-    return qdrant_vector_store(client, collection_name, embeddings_or_encoder, **kwargs)
+    return qdrant_vector_store(
+        client, collection_name, embeddings_or_encoder, tenant=tenant, **kwargs
+    )
 
 
 def _bound_embeddings(
     client: QdrantClient,
     collection_name: str,
     source: object,
+    tenant: str | None = None,
 ) -> CDEEmbeddings:
     """Embeddings bound (with stale checks) to ``collection_name``, reusing ``source``."""
     if source is None or isinstance(source, CDEEncoder):
-        return CDEEmbeddings.from_qdrant(client, collection_name, encoder=source)
+        return CDEEmbeddings.from_qdrant(client, collection_name, encoder=source, tenant=tenant)
     if not isinstance(source, CDEEmbeddings):
         msg = f"expected CDEEmbeddings, a CDEEncoder or None; got {type(source).__name__}."
         raise InvalidInputError(msg)
@@ -362,6 +382,7 @@ def _bound_embeddings(
         binding is not None
         and binding.client is client
         and binding.collection_name == collection_name
+        and binding.tenant == tenant
     )
     if (
         same
@@ -374,6 +395,7 @@ def _bound_embeddings(
         client,
         collection_name,
         encoder=source.encoder,
+        tenant=tenant,
         **source.model_dump(exclude={"model_name", "revision", "device"}),
     )
     if not same:

@@ -223,6 +223,7 @@ class CDEEmbedding(BaseEmbedding):
         collection_name: str,
         *,
         encoder: CDEEncoder | None = None,
+        tenant: str | None = None,
         **fields: Any,
     ) -> CDEEmbedding:
         """Open a cde-rag Qdrant collection and bind its stored context.
@@ -233,6 +234,7 @@ class CDEEmbedding(BaseEmbedding):
             encoder: An already-loaded encoder. Without it and without ``model_name``, the
                 model recorded in the stored context (id and revision) is loaded.
             **fields: Other fields (``embed_batch_size``, ``device``, ``on_stale``, ...).
+            tenant: Bind this tenant's own context (a collection with tenants).
 
         Returns:
             The embedding bound to the collection's context.
@@ -242,7 +244,7 @@ class CDEEmbedding(BaseEmbedding):
             ContextCorruptError: The stored context does not validate.
             ContextMismatchError: The model is not the one that made the context.
         """
-        context, binding = bind(client, collection_name)
+        context, binding = bind(client, collection_name, tenant)
         if encoder is None and "model_name" not in fields:
             fields["model_name"] = context.provenance.model_id
             fields.setdefault("revision", context.provenance.revision)
@@ -265,7 +267,7 @@ class CDEEmbedding(BaseEmbedding):
             msg = "rebind() needs an instance made by CDEEmbedding.from_qdrant(client, name)."
             raise ContextNotSetError(msg)
         old = self._binding
-        context, binding = bind(old.client, old.collection_name)
+        context, binding = bind(old.client, old.collection_name, old.tenant)
         context.check_compatible(self.encoder)
         self._set_context(context, binding)
         return context

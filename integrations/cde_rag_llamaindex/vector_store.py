@@ -45,6 +45,7 @@ from cde_rag_qdrant.binding import (
     stale_error,
     stored_fingerprint,
 )
+from cde_rag_qdrant.tenants import tenant_condition, tenant_stamp
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class CDEQdrantVectorStore(QdrantVectorStore):
         client: QdrantClient,
         *,
         embed_model: CDEEmbedding | None = None,
+        tenant: str | None = None,
         **kwargs: Any,
     ) -> None:
         """Wrap an existing cde-rag collection.
@@ -85,6 +87,8 @@ class CDEQdrantVectorStore(QdrantVectorStore):
             client: The Qdrant client (for a local path, the one that opened it).
             embed_model: The :class:`CDEEmbedding` that embeds for this store; its context
                 must be the collection's, and writes check it stays so.
+            tenant: Work on this tenant only: its context, its points (stamped with
+                ``tenant`` on write, filtered on query, the only ones :meth:`clear` deletes).
             **kwargs: Other ``QdrantVectorStore`` options. ``enable_hybrid=True`` on a hybrid
                 collection uses its sparse vector (cde-rag's offline lexical encoder).
 
@@ -102,7 +106,7 @@ class CDEQdrantVectorStore(QdrantVectorStore):
                 f"client, {collection_name!r}, encoder, corpus=...)."
             )
             raise CollectionNotFoundError(msg)
-        context, binding = bind(client, collection_name)
+        context, binding = bind(client, collection_name, tenant)
         if embed_model is not None:
             _require_same(embed_model, context, collection_name)
         kwargs = hybrid_defaults(client, collection_name, kwargs)
@@ -184,6 +188,7 @@ class CDEQdrantVectorStore(QdrantVectorStore):
                 CONTENT_PAYLOAD_KEY: node.get_content(metadata_mode=MetadataMode.EMBED),
                 METADATA_PAYLOAD_KEY: dict(node.metadata),
                 FINGERPRINT_PAYLOAD_KEY: self.fingerprint,
+                **tenant_stamp(self._cde_binding.tenant),
             }
         return points, ids
 
@@ -203,7 +208,7 @@ class CDEQdrantVectorStore(QdrantVectorStore):
         """Delete every point; the collection and its stored context stay."""
         self._client.delete(
             self.collection_name,
-            points_selector=models.FilterSelector(filter=models.Filter()),
+            points_selector=models.FilterSelector(filter=self._tenant_filter()),
             wait=True,
         )
 
@@ -212,9 +217,14 @@ class CDEQdrantVectorStore(QdrantVectorStore):
         self._ensure_async_client()
         await self._aclient.delete(
             self.collection_name,
-            points_selector=models.FilterSelector(filter=models.Filter()),
+            points_selector=models.FilterSelector(filter=self._tenant_filter()),
             wait=True,
         )
+
+    def _tenant_filter(self) -> models.Filter:
+        """All points, or this tenant's."""
+        tenant = self._cde_binding.tenant
+        return models.Filter(must=None if tenant is None else [tenant_condition(tenant)])
 
     # -- reading -------------------------------------------------------------------------
 
@@ -255,6 +265,8 @@ class CDEQdrantVectorStore(QdrantVectorStore):
                 key=FINGERPRINT_PAYLOAD_KEY, match=models.MatchValue(value=self.fingerprint)
             )
         ]
+        if self._cde_binding.tenant is not None:
+            must.append(tenant_condition(self._cde_binding.tenant))
         if query_filter is not None:
             must.append(query_filter)
         return models.Filter(must=must)
@@ -264,6 +276,8 @@ def open_qdrant_store(
     client: QdrantClient,
     collection_name: str,
     embed_model_or_encoder: CDEEmbedding | CDEEncoder | None = None,
+    *,
+    tenant: str | None = None,
     **kwargs: Any,
 ) -> tuple[CDEQdrantVectorStore, CDEEmbedding]:
     """Open a cde-rag collection for LlamaIndex: the store and an embedding bound to it.
@@ -274,6 +288,7 @@ def open_qdrant_store(
         embed_model_or_encoder: Supplies the model: :class:`CDEEmbedding` (its encoder and
             options are reused; a context it already holds must be the collection's), a loaded
             ``CDEEncoder``, or None to load the model recorded in the context.
+        tenant: Open one tenant of the collection: its own context, its points only.
         **kwargs: Other ``QdrantVectorStore`` options.
 
     Returns:
@@ -291,8 +306,10 @@ def open_qdrant_store(
         ...     store, embed_model=embed_model
         ... )
     """
-    embed_model = _bound_embedding(client, collection_name, embed_model_or_encoder)
-    store = CDEQdrantVectorStore(collection_name, client, embed_model=embed_model, **kwargs)
+    embed_model = _bound_embedding(client, collection_name, embed_model_or_encoder, tenant)
+    store = CDEQdrantVectorStore(
+        collection_name, client, embed_model=embed_model, tenant=tenant, **kwargs
+    )
     return store, embed_model
 
 
@@ -306,6 +323,7 @@ def create_qdrant_store(
     size: int | None = None,
     seed: int = 0,
     strategy: Literal["uniform", "diverse"] = "uniform",
+    tenant: str | None = None,
     **kwargs: Any,
 ) -> tuple[CDEQdrantVectorStore, CDEEmbedding]:
     """Create a cde-rag collection (storing its context) and open it for LlamaIndex.
@@ -322,6 +340,7 @@ def create_qdrant_store(
         size: Context rows when building (default: the model's).
         seed: Sampling seed when building.
         strategy: ``"uniform"`` or ``"diverse"`` when building.
+        tenant: Also register the context as this tenant's and open the tenant's store.
         **kwargs: Other ``QdrantVectorStore`` options; ``enable_hybrid=True`` creates a hybrid
             collection (dense CDE + lexical sparse vector) and searches it in hybrid mode.
 
@@ -359,18 +378,22 @@ def create_qdrant_store(
         strategy=strategy,
         show_progress_bar=False,
         hybrid=bool(kwargs.get("enable_hybrid")),
+        tenant=tenant,
     )
-    return open_qdrant_store(client, collection_name, embed_model_or_encoder, **kwargs)
+    return open_qdrant_store(
+        client, collection_name, embed_model_or_encoder, tenant=tenant, **kwargs
+    )
 
 
 def _bound_embedding(
     client: QdrantClient,
     collection_name: str,
     source: object,
+    tenant: str | None = None,
 ) -> CDEEmbedding:
     """An embedding bound (with stale checks) to ``collection_name``, reusing ``source``."""
     if source is None or isinstance(source, CDEEncoder):
-        return CDEEmbedding.from_qdrant(client, collection_name, encoder=source)
+        return CDEEmbedding.from_qdrant(client, collection_name, encoder=source, tenant=tenant)
     if not isinstance(source, CDEEmbedding):
         msg = f"expected CDEEmbedding, a CDEEncoder or None; got {type(source).__name__}."
         raise InvalidInputError(msg)
@@ -379,6 +402,7 @@ def _bound_embedding(
         binding is not None
         and binding.client is client
         and binding.collection_name == collection_name
+        and binding.tenant == tenant
     )
     if (
         same
@@ -394,6 +418,7 @@ def _bound_embedding(
         client,
         collection_name,
         encoder=source.encoder,
+        tenant=tenant,
         callback_manager=source.callback_manager,
         **fields,
     )

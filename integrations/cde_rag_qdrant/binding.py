@@ -17,7 +17,9 @@ from qdrant_client import QdrantClient
 
 from cde_rag import CorpusContext
 from cde_rag.errors import ContextMismatchError
-from cde_rag_qdrant._store import alias_target, read_record
+from cde_rag_qdrant._store import alias_target, collection_info, read_record
+from cde_rag_qdrant.record import ContextRecord
+from cde_rag_qdrant.tenants import tenant_record
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +35,7 @@ class CollectionBinding:
         fingerprint: Fingerprint of the context stored there when bound.
         query_prefix: Prefix the collection's queries are embedded with (from its record).
         document_prefix: Prefix its documents are embedded with (from its record).
+        tenant: The tenant whose context is bound (its own record), or None.
     """
 
     client: QdrantClient
@@ -41,6 +44,7 @@ class CollectionBinding:
     fingerprint: str
     query_prefix: str
     document_prefix: str
+    tenant: str | None = None
 
 
 def resolve_target(client: QdrantClient, name: str) -> str:
@@ -48,18 +52,33 @@ def resolve_target(client: QdrantClient, name: str) -> str:
     return alias_target(client, name) or name
 
 
-def bind(client: QdrantClient, collection_name: str) -> tuple[CorpusContext, CollectionBinding]:
+def _record(client: QdrantClient, collection_name: str, tenant: str | None) -> ContextRecord:
+    if tenant is None:
+        return read_record(client, collection_name)
+    metadata = collection_info(client, collection_name).config.metadata
+    return tenant_record(metadata, collection_name, tenant)
+
+
+def bind(
+    client: QdrantClient, collection_name: str, tenant: str | None = None
+) -> tuple[CorpusContext, CollectionBinding]:
     """Read the stored context of ``collection_name`` and remember where it came from.
 
     Like ``ContextualCollection``, the adapters embed with the prefixes the record stores.
 
+    Args:
+        client: The Qdrant client.
+        collection_name: Collection or alias.
+        tenant: Bind this tenant's own context instead of the collection's.
+
     Raises:
         CollectionNotFoundError: No such collection or alias.
         ContextMissingError: The collection has no cde-rag context record.
+        TenantContextMissingError: ``tenant`` has no context.
         ContextCorruptError: The stored record does not decode or validate.
     """
     target = resolve_target(client, collection_name)
-    record = read_record(client, collection_name)
+    record = _record(client, collection_name, tenant)
     context = record.to_context(collection_name)
     binding = CollectionBinding(
         client,
@@ -68,6 +87,7 @@ def bind(client: QdrantClient, collection_name: str) -> tuple[CorpusContext, Col
         context.fingerprint,
         record.query_prefix,
         record.document_prefix,
+        tenant,
     )
     logger.info(
         "bound context %s of collection %r (-> %r)",
@@ -88,7 +108,7 @@ def stored_fingerprint(binding: CollectionBinding, *, full: bool) -> str:
     """
     if not full and resolve_target(binding.client, binding.collection_name) == binding.target:
         return binding.fingerprint
-    return read_record(binding.client, binding.collection_name).fingerprint
+    return _record(binding.client, binding.collection_name, binding.tenant).fingerprint
 
 
 def stale_error(binding: CollectionBinding, now: str, fix: str) -> ContextMismatchError:

@@ -76,6 +76,11 @@ def tenant_condition(tenant: str) -> models.FieldCondition:
     return models.FieldCondition(key=TENANT_PAYLOAD_KEY, match=models.MatchValue(value=tenant))
 
 
+def tenant_stamp(tenant: str | None) -> dict[str, str]:
+    """Payload entries marking a point as ``tenant``'s (none without a tenant)."""
+    return {} if tenant is None else {TENANT_PAYLOAD_KEY: tenant}
+
+
 def untenanted_condition() -> models.IsEmptyCondition:
     """Filter condition matching points that belong to no tenant."""
     return models.IsEmptyCondition(is_empty=models.PayloadField(key=TENANT_PAYLOAD_KEY))
