@@ -347,9 +347,13 @@ def _search(args: argparse.Namespace, client: QdrantClient) -> int:
     col = ContextualCollection.open(client, args.collection, encoder, tenant=args.tenant)
     if col.count() == 0:
         where = "" if args.tenant is None else f" --tenant {args.tenant}"
+        tenants = col.tenants() if args.tenant is None else []
         msg = (
             f"collection {args.collection!r} is empty; add documents first: "
             f"cde-rag ingest PATH --collection {args.collection}{where}"
+            if not tenants
+            else f"collection {args.collection!r} holds only tenants' points; pass --tenant "
+            f"NAME (tenants: {', '.join(tenants)})"
         )
         raise _Fail(msg, EXIT_NO_COLLECTION)
     hits = col.search(

@@ -107,3 +107,5 @@ def test_tenants_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert data["fingerprint"] == before  # the other tenant is untouched
     code, _, err = _run(capsys, "search", "x", *store, *MODEL, "--tenant", "initech")
     assert code == 6 and "--tenant initech" in err
+    code, _, err = _run(capsys, "search", "x", *store, *MODEL)
+    assert code == 6 and "pass --tenant NAME (tenants: acme, globex)" in err
