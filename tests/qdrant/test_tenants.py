@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient, models
 
-from cde_rag import CDEEncoder
+from cde_rag import CDEEncoder, CorpusContext
 from cde_rag.errors import InvalidInputError
 from cde_rag_qdrant import CollectionConfigError, CollectionExistsError, ContextualCollection
 from cde_rag_qdrant.errors import TenantContextMissingError
@@ -125,3 +125,19 @@ def test_single_context_collections_read_unchanged(
     assert plain.tenant is None and plain.count() == 0  # tenant points stay in their scope
     meta = client.get_collection(name).config.metadata
     assert meta[METADATA_KEY]["record_version"] == 1
+
+
+def test_tenants_sharing_one_context_still_see_only_their_points(
+    client: QdrantClient, name: str, v2_encoder_session: CDEEncoder, v2_context: CorpusContext
+) -> None:
+    col = ContextualCollection.create(client, name, v2_encoder_session, context=v2_context)
+    a = col.add_tenant("a", context=v2_context)
+    b = col.add_tenant("b", context=v2_context)
+    assert a.fingerprint == b.fingerprint == col.fingerprint  # only the tenant key separates
+    a.add(ACME[:4])
+    b.add(GLOBEX[:3])
+    col.add(ACME[:2])  # no tenant
+    assert {h.text for h in a.search("x", limit=50)} == set(ACME[:4])
+    assert {h.text for h in b.search("x", limit=50)} == set(GLOBEX[:3])
+    assert {h.text for h in col.search("x", limit=50)} == set(ACME[:2])
+    assert (a.count(), b.count(), col.count()) == (4, 3, 2)
