@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 from cde_rag_qdrant._store import connect, read_context, read_record
+from cde_rag_qdrant._upload import UploadOptions
 from cde_rag_qdrant.collection import ContextualCollection
 from cde_rag_qdrant.errors import (
     CollectionConfigError,
@@ -22,8 +23,11 @@ from cde_rag_qdrant.errors import (
     CollectionNotFoundError,
     ContextMissingError,
     QdrantUnavailableError,
+    RequestTooLargeError,
     StoreLockedError,
+    TenantContextMissingError,
 )
+from cde_rag_qdrant.options import CollectionOptions
 from cde_rag_qdrant.payload import (
     CONTENT_PAYLOAD_KEY,
     FINGERPRINT_PAYLOAD_KEY,
@@ -33,6 +37,7 @@ from cde_rag_qdrant.payload import (
 )
 from cde_rag_qdrant.record import METADATA_KEY, ContextRecord
 from cde_rag_qdrant.results import CollectionSummary, DriftReport, SearchHit
+from cde_rag_qdrant.sparse import SparseEncoder
 
 __all__ = [
     "CONTENT_PAYLOAD_KEY",
@@ -43,14 +48,19 @@ __all__ = [
     "CollectionEmptyError",
     "CollectionExistsError",
     "CollectionNotFoundError",
+    "CollectionOptions",
     "CollectionSummary",
     "ContextMissingError",
     "ContextRecord",
     "ContextualCollection",
     "DriftReport",
     "QdrantUnavailableError",
+    "RequestTooLargeError",
     "SearchHit",
+    "SparseEncoder",
     "StoreLockedError",
+    "TenantContextMissingError",
+    "UploadOptions",
     "build_payload",
     "connect",
     "point_id",

@@ -71,8 +71,9 @@ def embed_and_upsert(
     them by token length into its own forward batches (fixed-order chunks padded to their
     longest text waste much of the compute), and upserted in chunks of ``batch_size``.
     Embedding runs on one background thread (torch releases the GIL) while the calling thread
-    talks to Qdrant, so the embedding of batch k+1 overlaps the upload of batch k. Only the
-    calling thread touches the client (local mode's SQLite connection stays on its thread).
+    talks to Qdrant, so the embedding of batch k+1 overlaps the upload of batch k. In local
+    mode only the calling thread touches the client (its SQLite connection stays on its
+    thread); on a server, ``upload.parallel`` requests may be in flight on worker threads.
     Intermediate upserts use ``wait=False`` (acknowledged once in the server's WAL, applied
     in order); the last one waits, so the points are searchable when this returns. Requests
     go through :mod:`cde_rag_qdrant._upload` (size limit, retries, parallel streams, deferred
