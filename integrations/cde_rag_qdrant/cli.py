@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qdrant_client import QdrantClient
 
@@ -26,7 +26,6 @@ from cde_rag.errors import (
 )
 from cde_rag_qdrant import _store
 from cde_rag_qdrant import cli_qdrant_options as qopts
-from cde_rag_qdrant import tenants as _tenants
 from cde_rag_qdrant.collection import ContextualCollection
 from cde_rag_qdrant.errors import (
     CollectionEmptyError,
@@ -38,7 +37,9 @@ from cde_rag_qdrant.errors import (
 from cde_rag_qdrant.ingest_files import Skipped, discover, read_documents
 from cde_rag_qdrant.recontextualize import rebuild
 from cde_rag_qdrant.record import ContextRecord
-from cde_rag_qdrant.results import CollectionSummary
+
+if TYPE_CHECKING:
+    from cde_rag_qdrant.results import CollectionSummary
 
 logger = logging.getLogger("cde_rag_qdrant.cli")
 
@@ -414,6 +415,8 @@ def _info(args: argparse.Namespace, client: QdrantClient) -> int:
 
 def _tenant_summary(client: QdrantClient, name: str, tenant: str) -> CollectionSummary:
     """Summary of one tenant: its context, its points (no model needed)."""
+    from cde_rag_qdrant import tenants as _tenants
+
     metadata = _store.collection_info(client, name).config.metadata
     record = _tenants.tenant_record(metadata, name, tenant)
     record.to_context(name)  # verify the bytes against the fingerprint
