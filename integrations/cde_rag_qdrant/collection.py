@@ -17,7 +17,7 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 from cde_rag import CDEEncoder, CorpusContext
-from cde_rag.errors import ContextMismatchError, InvalidInputError
+from cde_rag.errors import InvalidInputError
 from cde_rag.sampling import SamplingStrategy
 from cde_rag_qdrant import _store, recontextualize
 from cde_rag_qdrant import tenants as _tenants
@@ -475,24 +475,10 @@ class ContextualCollection:
             point_ids: list[models.ExtendedPointId] = [point_id(str(k)) for k in ids]
             if not point_ids:
                 return
-            selector: models.PointsSelector = models.PointIdsList(points=point_ids)
-            if self.tenant is not None:  # your ids or returned ids, this tenant's points only
-                own: list[models.ExtendedPointId] = [
-                    _tenants.tenant_point_id(self.tenant, str(p)) for p in point_ids
-                ]
-                selector = models.FilterSelector(
-                    filter=models.Filter(
-                        must=[
-                            _tenants.tenant_condition(self.tenant),
-                            models.HasIdCondition(has_id=point_ids + own),
-                        ]
-                    )
-                )
+            selector = _tenants.delete_selector(self.tenant, self._has_tenants, ids=point_ids)
         else:
             flt = metadata_filter(query_filter) or models.Filter()
-            if self.tenant is not None:
-                flt = models.Filter(must=[_tenants.tenant_condition(self.tenant), flt])
-            selector = models.FilterSelector(filter=flt)
+            selector = _tenants.delete_selector(self.tenant, self._has_tenants, query_filter=flt)
         with _store.qdrant_errors(self.client, f"delete from {self.name!r}"):
             self.client.delete(self.name, points_selector=selector, wait=True)
 
@@ -578,15 +564,7 @@ class ContextualCollection:
         if not hits and self.tenant is None:
             _store.check_current(self.client, self.name, self.fingerprint)
         elif not hits and self.tenant is not None:
-            info = _store.collection_info(self.client, self.name)
-            now = _tenants.tenant_record(info.config.metadata, self.name, self.tenant)
-            if now.fingerprint != self.fingerprint:
-                msg = (
-                    f"tenant {self.tenant!r} of {self.name!r} now has context "
-                    f"{now.fingerprint[:12]}… but this object was opened with "
-                    f"{self.fingerprint[:12]}…; reopen it with ContextualCollection.open()."
-                )
-                raise ContextMismatchError(msg)
+            _tenants.check_current(self.client, self.name, self.tenant, self.fingerprint)
         return hits
 
     def count(self) -> int:

@@ -27,7 +27,7 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 from cde_rag import CDEEncoder, CorpusContext
-from cde_rag.errors import InvalidInputError
+from cde_rag.errors import ContextMismatchError, InvalidInputError
 from cde_rag.sampling import SamplingStrategy
 from cde_rag_qdrant import _store
 from cde_rag_qdrant._pipeline import PendingBatch, embed_and_upsert
@@ -120,6 +120,51 @@ def tenant_record(
         raise TenantContextMissingError(msg)
     where = f"{collection_name}[tenant {tenant}]"
     return ContextRecord.from_metadata({"cde_rag": raw}, where)
+
+
+def delete_selector(
+    tenant: str | None,
+    has_tenants: bool,
+    *,
+    ids: list[models.ExtendedPointId] | None = None,
+    query_filter: models.Filter | None = None,
+) -> models.PointsSelector:
+    """What a delete by ``ids`` (your ids or returned point ids) or filter may touch.
+
+    A tenant deletes only its own points; without a tenant, a collection with tenants deletes
+    only points of no tenant.
+    """
+    scope: list[models.Condition] = []
+    if tenant is not None:
+        scope.append(tenant_condition(tenant))
+        if ids is not None:
+            ids = ids + [tenant_point_id(tenant, str(p)) for p in ids]
+    elif has_tenants:
+        scope.append(untenanted_condition())
+    if not scope:
+        if ids is not None:
+            return models.PointIdsList(points=ids)
+        return models.FilterSelector(filter=query_filter or models.Filter())
+    last: models.Condition = (
+        models.HasIdCondition(has_id=ids) if ids is not None else query_filter or models.Filter()
+    )
+    return models.FilterSelector(filter=models.Filter(must=[*scope, last]))
+
+
+def check_current(client: QdrantClient, name: str, tenant: str, fingerprint: str) -> None:
+    """After an empty search: refuse a tenant context replaced since it was opened.
+
+    Raises:
+        ContextMismatchError: The tenant's stored context is no longer ``fingerprint``.
+    """
+    now = tenant_record(_store.collection_info(client, name).config.metadata, name, tenant)
+    if now.fingerprint != fingerprint:
+        msg = (
+            f"tenant {tenant!r} of {name!r} now has context {now.fingerprint[:12]}… but this "
+            f"object was opened with {fingerprint[:12]}…; reopen it with "
+            "ContextualCollection.open(..., tenant=...)."
+        )
+        raise ContextMismatchError(msg)
 
 
 def _record_meta(key: str, record: ContextRecord) -> dict[str, Any]:

@@ -141,3 +141,9 @@ def test_tenants_sharing_one_context_still_see_only_their_points(
     assert {h.text for h in b.search("x", limit=50)} == set(GLOBEX[:3])
     assert {h.text for h in col.search("x", limit=50)} == set(ACME[:2])
     assert (a.count(), b.count(), col.count()) == (4, 3, 2)
+    col.delete(query_filter=models.Filter())  # the collection's own scope only
+    b.delete(query_filter=models.Filter())
+    assert (a.count(), b.count(), col.count()) == (4, 0, 0)
+    ids = a.add(ACME[4:6])
+    a.delete(ids)  # the ids add() returned
+    assert a.count() == 4
