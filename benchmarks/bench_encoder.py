@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
     CDEEncoder,
+    CorpusContext,
     Timer,
     build_random_checkpoint,
     cpu_bf16_flags,
@@ -60,7 +61,9 @@ NOT_BF16 = " applies to bf16-capable hardware; this one is not"
 # The naive path: same math as SecondStage.forward, none of the encoder's shortcuts.
 
 
-def naive_stage2(encoder: CDEEncoder, ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor):
+def naive_stage2(
+    encoder: CDEEncoder, ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor
+) -> torch.Tensor:
     """Stage 2 over ``[context; soft prompt; text]`` with the prefix copied into every row.
 
     Every layer runs over every position (no shared layer-0 prefix projection, no skipped
@@ -97,7 +100,7 @@ def naive_stage2(encoder: CDEEncoder, ids: torch.Tensor, mask: torch.Tensor, row
     return stage2.project(mean_pool(hidden, stage2.pool_mask(ids, mask)))
 
 
-def naive_embed(encoder: CDEEncoder, texts: list[str], context) -> torch.Tensor:
+def naive_embed(encoder: CDEEncoder, texts: list[str], context: CorpusContext) -> torch.Tensor:
     """Fixed batches of 32 in input order, each padded to its longest text; L2-normalised."""
     ids_all, _ = encoder.tokenizer.encode(
         [encoder.document_prefix + t for t in texts], encoder.max_length

@@ -157,6 +157,8 @@ class CDEConfig:
         query_prefix: Prefix prepended to queries.
         document_prefix: Prefix prepended to documents and context documents.
         has_null_embedding: Whether the checkpoint has a ``sequence_dropout_null_embedding``.
+        instruction_end_id: Token id that ends the task prefix (spec §9), read from the
+            checkpoint's tokenizer; ``None`` when unknown. Instruction-token pooling needs it.
     """
 
     version: Literal["v1", "v2"]
@@ -173,6 +175,7 @@ class CDEConfig:
     query_prefix: str
     document_prefix: str
     has_null_embedding: bool
+    instruction_end_id: int | None = None
 
     @property
     def hidden_size(self) -> int:
@@ -242,6 +245,7 @@ def parse_config(
     output_residual: bool | None = None,
     pool_ignore_instruction_tokens: bool | None = None,
     nomic_rotary_mode: NomicRotaryMode | None = None,
+    instruction_end_id: int | None = None,
 ) -> CDEConfig:
     """Build a :class:`CDEConfig` from the contents of a CDE ``config.json``.
 
@@ -255,6 +259,8 @@ def parse_config(
             config's value; v1 never drops them).
         nomic_rotary_mode: v1 rotary behaviour (default ``"hf_remote"``, or the config's
             ``cde_rag_nomic_rotary_mode`` key).
+        instruction_end_id: The tokenizer's instruction-end id (spec §9); :func:`load_config`
+            reads it from the checkpoint's tokenizer.
 
     Returns:
         The validated configuration.
@@ -302,11 +308,16 @@ def parse_config(
         query_prefix=raw.query_prompt,
         document_prefix=raw.document_prompt,
         has_null_embedding=raw.transductive_sequence_dropout_prob > 0,
+        instruction_end_id=instruction_end_id,
     )
 
 
 def load_config(folder: str | Path, **overrides: Any) -> CDEConfig:
     """Read and validate ``config.json`` from a checkpoint folder.
+
+    The instruction-end id (spec §9) comes from the folder's tokenizer files unless
+    ``instruction_end_id`` is among the overrides, so a model built from this config pools
+    exactly like :class:`~cde_rag.encoder.CDEEncoder`.
 
     Args:
         folder: The checkpoint folder.
@@ -327,4 +338,8 @@ def load_config(folder: str | Path, **overrides: Any) -> CDEConfig:
     if not isinstance(data, dict):
         msg = f"{path} holds a {type(data).__name__}; expected a JSON object."
         raise CheckpointFormatError(msg)
+    if "instruction_end_id" not in overrides:
+        from cde_rag.tokenization import folder_instruction_end_id  # lazy: pulls in the hub
+
+        overrides["instruction_end_id"] = folder_instruction_end_id(Path(folder))
     return parse_config(data, source=str(path), **overrides)

@@ -7,6 +7,7 @@ context; vectors made under different fingerprints must never be compared.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -23,7 +24,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from cde_rag._version import __version__
-from cde_rag.errors import ContextCorruptError, ContextMismatchError
+from cde_rag.errors import ContextCorruptError, ContextMismatchError, ContextSaveError
 
 logger = logging.getLogger(__name__)
 
@@ -245,11 +246,33 @@ class CorpusContext:
         return cls._from_parts(tensors, header.get("__metadata__") or {}, "context bytes")
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the context to a ``.safetensors`` file (atomically) and return its path."""
+        """Write the context to a ``.safetensors`` file (atomically) and return its path.
+
+        Missing parent folders are created, like ``mkdir -p``.
+
+        Raises:
+            ContextSaveError: ``path`` is a folder, a parent is a file, or the location is
+                not writable; nothing is left behind.
+        """
         target = Path(path)
+        if target.is_dir():
+            msg = (
+                f"{target} is a folder; pass a file path such as {target / 'context.safetensors'}."
+            )
+            raise ContextSaveError(msg)
         tmp = target.with_name(target.name + ".tmp")
-        tmp.write_bytes(self.to_bytes())
-        tmp.replace(target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(self.to_bytes())
+            tmp.replace(target)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            msg = (
+                f"could not save the context to {target}: {exc.strerror or exc}. "
+                "Pick a writable path."
+            )
+            raise ContextSaveError(msg) from exc
         logger.info("saved context %s to %s", self.fingerprint[:12], target)
         return target
 

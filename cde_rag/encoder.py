@@ -17,24 +17,28 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from cde_rag._batching import length_sorted_batches, pad_batch
+from cde_rag._fastpath import AttentionName, auto_dtype, resolve_attention
 from cde_rag.config import CDEConfig, ModernBertConfig, NomicRotaryMode, load_config
 from cde_rag.context import CorpusContext, ModelIdentity, new_provenance
 from cde_rag.errors import ContextError, InvalidInputError
 from cde_rag.hub import file_sha256, resolve_checkpoint
 from cde_rag.model.cde import CDEModel
+from cde_rag.model.unpadded import set_attention
+from cde_rag.model.varlen import AttentionMode
 from cde_rag.model.weights import load_model
+from cde_rag.progress import progress_enabled
 from cde_rag.sampling import SAMPLING_STRATEGIES, SamplingStrategy, sample_minicorpus
 from cde_rag.tokenization import (
     TextTokenizer,
     TokenizerSource,
     add_prefix,
     load_tokenizer,
-    validate_texts,
 )
+from cde_rag.validation import validate_texts
 
 logger = logging.getLogger(__name__)
 
-DTypeName = Literal["float32", "bfloat16", "float16"]
+DTypeName = Literal["auto", "float32", "bfloat16", "float16"]
 OutputKind = Literal["numpy", "torch"]
 _DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -81,15 +85,8 @@ def resolve_dtype(dtype: DTypeName | torch.dtype) -> torch.dtype:
         return dtype
     if isinstance(dtype, str) and dtype in _DTYPES:
         return _DTYPES[dtype]
-    msg = f"dtype={dtype!r} is not supported; use one of {', '.join(_DTYPES)}."
+    msg = f"dtype={dtype!r} is not supported; use one of {', '.join(_DTYPES)} or 'auto'."
     raise InvalidInputError(msg)
-
-
-def progress_enabled(show_progress_bar: bool | None) -> bool:
-    """``None`` means: on when the ``cde_rag`` logger is at INFO or DEBUG."""
-    if show_progress_bar is not None:
-        return show_progress_bar
-    return logging.getLogger("cde_rag").getEffectiveLevel() <= logging.INFO
 
 
 class CDEEncoder:
@@ -128,7 +125,14 @@ class CDEEncoder:
         self.folder = folder
         self.query_prefix = model.config.query_prefix
         self.document_prefix = model.config.document_prefix
-        model.second_stage_model.instruction_end_id = tokenizer.instruction_end_id
+        if model.config.instruction_end_id != tokenizer.instruction_end_id:
+            msg = (
+                f"the model's config has instruction_end_id={model.config.instruction_end_id} "
+                f"but the tokenizer's is {tokenizer.instruction_end_id}; they must match or "
+                "pooling drops the wrong positions. Build the config with load_config(folder, "
+                "instruction_end_id=tokenizer.instruction_end_id)."
+            )
+            raise InvalidInputError(msg)
         self._max_length = 0
         self.max_length = model.config.max_seq_length if max_length is None else max_length
 
@@ -141,13 +145,14 @@ class CDEEncoder:
         *,
         revision: str | None = None,
         device: str | torch.device = "auto",
-        dtype: DTypeName | torch.dtype = "float32",
+        dtype: DTypeName | torch.dtype = "auto",
         tokenizer: TokenizerSource | None = None,
         max_length: int | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         output_residual: bool | None = None,
         pool_ignore_instruction_tokens: bool | None = None,
         nomic_rotary_mode: NomicRotaryMode | None = None,
+        attention: AttentionName = "auto",
     ) -> CDEEncoder:
         """Load a CDE checkpoint (hub id or local folder) without running remote code.
 
@@ -156,8 +161,10 @@ class CDEEncoder:
                 ``config.json`` and ``model.safetensors`` (and tokenizer files).
             revision: Hub branch, tag or commit to pin.
             device: ``"auto"`` (cuda, mps, cpu), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
-            dtype: ``"float32"`` (default), or ``"bfloat16"`` / ``"float16"`` (opt-in, faster
-                on hardware that supports them; vectors differ slightly from float32).
+            dtype: ``"auto"`` (default: ``"bfloat16"`` on CUDA GPUs that support it,
+                ``"float32"`` elsewhere), ``"float32"``, ``"bfloat16"`` or ``"float16"``
+                (faster on hardware that supports them; vectors differ slightly from float32,
+                cosine >= 0.999).
             tokenizer: Override the tokenizer (``tokenizers.Tokenizer``, folder, file, hub id).
             max_length: Token limit per text (default: ``max_seq_length`` of the config, 512).
             cache_dir: Hugging Face cache folder.
@@ -165,6 +172,10 @@ class CDEEncoder:
             pool_ignore_instruction_tokens: Override v2 instruction-token pooling.
             nomic_rotary_mode: v1 rotary behaviour: ``"hf_remote"`` (default), ``"training"``
                 or ``"repo_hf"`` (see ``cde_rag.model.nomic_bert``).
+            attention: ``"auto"`` (default: ``"packed"`` on CUDA, ``"padded"`` elsewhere),
+                ``"padded"`` (right-padded batches) or ``"packed"`` (unpadded rows; on CUDA in
+                bfloat16/float16 through flash-attention's varlen kernel). Same vectors either
+                way (<= 1e-5); see ``cde_rag.model.unpadded``.
 
         Returns:
             The encoder, in eval mode.
@@ -187,13 +198,18 @@ class CDEEncoder:
             output_residual=output_residual,
             pool_ignore_instruction_tokens=pool_ignore_instruction_tokens,
             nomic_rotary_mode=nomic_rotary_mode,
+            instruction_end_id=None,  # taken from the tokenizer actually used, below
         )
-        torch_device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
-        weights = resolved.folder / "model.safetensors"
-        model = load_model(config, weights, device=torch_device, dtype=torch_dtype)
         text_tokenizer = load_tokenizer(
             resolved.folder, config.embedder, tokenizer=tokenizer, cache_dir=cache_dir
         )
+        config = dataclasses.replace(config, instruction_end_id=text_tokenizer.instruction_end_id)
+        torch_device = resolve_device(device)
+        torch_dtype = auto_dtype(torch_device) if dtype == "auto" else resolve_dtype(dtype)
+        layout = resolve_attention(attention, torch_device)
+        weights = resolved.folder / "model.safetensors"
+        model = load_model(config, weights, device=torch_device, dtype=torch_dtype)
+        set_attention(model, layout)
         identity = ModelIdentity(
             model_id=resolved.model_id,
             weights_hash=file_sha256(weights),
@@ -202,12 +218,13 @@ class CDEEncoder:
             dim=config.hidden_size,
         )
         logger.info(
-            "loaded %s (cde %s, weights %s) on %s/%s in %.1fs",
+            "loaded %s (cde %s, weights %s) on %s/%s, %s attention, in %.1fs",
             resolved.model_id,
             config.version,
             identity.weights_hash[:12],
             torch_device,
             str(torch_dtype).removeprefix("torch."),
+            layout,
             time.perf_counter() - start,
         )
         return cls(model, text_tokenizer, identity, max_length=max_length, folder=resolved.folder)
@@ -238,6 +255,11 @@ class CDEEncoder:
     def dtype(self) -> torch.dtype:
         """Compute dtype of the model."""
         return next(self.model.parameters()).dtype
+
+    @property
+    def attention(self) -> AttentionMode:
+        """Batch layout of the forward passes: ``"padded"`` or ``"packed"`` (unpadded)."""
+        return self.model.second_stage_model.backbone.attention
 
     @property
     def max_length(self) -> int:
@@ -306,10 +328,7 @@ class CDEEncoder:
         if strategy not in SAMPLING_STRATEGIES:
             msg = f"strategy={strategy!r}; expected one of {', '.join(SAMPLING_STRATEGIES)}."
             raise InvalidInputError(msg)
-        if isinstance(corpus, str | bytes):
-            msg = "corpus must be a collection of documents, not a single string; wrap it: [text]."
-            raise InvalidInputError(msg)
-        documents = validate_texts(list(corpus), "corpus")
+        documents = validate_texts(corpus, "corpus", non_empty=True)
         n_rows = self.context_size if size is None else size
         start = time.perf_counter()
         texts = sample_minicorpus(documents, n_rows, seed=seed, strategy=strategy)

@@ -15,10 +15,13 @@ __all__ = [
     "ContextError",
     "ContextMismatchError",
     "ContextNotSetError",
+    "ContextSaveError",
+    "DatasetDownloadError",
     "InvalidInputError",
     "ModelDownloadError",
     "OptionalDependencyError",
     "TokenizerNotFoundError",
+    "VerificationDataError",
 ]
 
 
@@ -62,8 +65,20 @@ class ContextNotSetError(ContextError):
     """An adapter was asked to embed before a context was bound to it."""
 
 
+class ContextSaveError(CDERagError, OSError):
+    """A context could not be written (the path is a folder, or not writable)."""
+
+
 class InvalidInputError(CDERagError, ValueError):
     """Texts or arguments given to the encoder are invalid."""
+
+
+class DatasetDownloadError(CDERagError, OSError):
+    """A dataset (``cde_rag.verify``'s reference data) could not be fetched from the Hub."""
+
+
+class VerificationDataError(InvalidInputError):
+    """Reference data for ``cde_rag.verify`` is unreadable, lacks a column or has too few rows."""
 
 
 class OptionalDependencyError(CDERagError, ImportError):

@@ -20,7 +20,6 @@ import logging
 import math
 import random
 import re
-import reprlib
 import zlib
 from collections.abc import Iterable
 from itertools import pairwise
@@ -30,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cde_rag.errors import InvalidInputError
+from cde_rag.validation import validate_texts
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def sample_minicorpus(
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         msg = f"Minicorpus size must be a positive integer, got {size!r}; pass size >= 1."
         raise InvalidInputError(msg)
-    docs = _validated(corpus)
+    docs = validate_texts(corpus, "corpus", non_empty=True)
     n = len(docs)
     if n == size:
         return docs
@@ -109,36 +109,6 @@ def sample_minicorpus(
     else:
         chosen = _diverse_indices(docs, size, seed)
     return [docs[i] for i in sorted(chosen)]
-
-
-def _validated(corpus: Iterable[str]) -> list[str]:
-    """Materialise ``corpus`` once and check that every item is a non-blank string."""
-    if isinstance(corpus, str):
-        msg = (
-            f"corpus is a single string ({reprlib.repr(corpus)}); "
-            "pass a list of documents, not a single string."
-        )
-        raise InvalidInputError(msg)
-    items: list[object] = list(corpus)
-    if not items:
-        msg = "corpus is empty; pass at least one document to sample a minicorpus from."
-        raise InvalidInputError(msg)
-    docs: list[str] = []
-    for i, item in enumerate(items):
-        if not isinstance(item, str):
-            msg = (
-                f"Document {i} is {reprlib.repr(item)} of type {type(item).__name__}; expected a "
-                "non-empty string: remove or fill such documents before building a context."
-            )
-            raise InvalidInputError(msg)
-        if not item.strip():
-            msg = (
-                f"Document {i} is {item!r}, an empty or whitespace-only string; remove or fill "
-                "empty documents before building a context."
-            )
-            raise InvalidInputError(msg)
-        docs.append(item)
-    return docs
 
 
 def _diverse_indices(docs: list[str], size: int, seed: int) -> list[int]:

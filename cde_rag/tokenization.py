@@ -13,13 +13,12 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from tokenizers import Tokenizer
 from tokenizers.implementations import BertWordPieceTokenizer  # type: ignore[attr-defined]
 
-from cde_rag.errors import CDERagError, InvalidInputError, TokenizerNotFoundError
+from cde_rag.errors import CDERagError, TokenizerNotFoundError
 from cde_rag.hub import TOKENIZER_FILES, download_files
 
 logger = logging.getLogger(__name__)
@@ -89,9 +88,7 @@ class TextTokenizer:
             msg = f"tokenizer from {source} has no padding token ([PAD]); use the model's own."
             raise TokenizerNotFoundError(msg)
         self.pad_id: int = pad
-        colon = tokenizer.encode(": ", add_special_tokens=False).ids
-        # spec §9: the instruction-end id is the first id of encode(": ") without specials.
-        self.instruction_end_id: int | None = colon[0] if colon else None
+        self.instruction_end_id: int | None = instruction_end_id(tokenizer)
 
     def encode(self, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], int]:
         """Tokenise with special tokens, truncating to ``max_length``.
@@ -120,12 +117,20 @@ class TextTokenizer:
         self._lock = threading.Lock()
 
 
-@dataclass(frozen=True)
-class Prefixes:
-    """Task prefixes prepended to texts (``"search_query: "`` / ``"search_document: "``)."""
+def instruction_end_id(tokenizer: Tokenizer) -> int | None:
+    """The first id of ``encode(": ")`` without special tokens (spec §9), or None if empty."""
+    colon = tokenizer.encode(": ", add_special_tokens=False).ids
+    return colon[0] if colon else None
 
-    query: str
-    document: str
+
+def folder_instruction_end_id(folder: Path) -> int | None:
+    """The instruction-end id of the tokenizer in a checkpoint folder; None without one.
+
+    Raises:
+        TokenizerNotFoundError: The folder's ``tokenizer.json`` is not a valid tokenizer.
+    """
+    found = _from_folder(folder)
+    return None if found is None else instruction_end_id(found)
 
 
 def add_prefix(texts: Sequence[str], prefix: str) -> list[str]:
@@ -133,33 +138,6 @@ def add_prefix(texts: Sequence[str], prefix: str) -> list[str]:
     if not prefix:
         return list(texts)
     return [t if t.startswith(prefix) else prefix + t for t in texts]
-
-
-def validate_texts(texts: object, what: str = "texts") -> list[str]:
-    """Check that ``texts`` is a sequence of non-empty strings and return it as a list.
-
-    Raises:
-        InvalidInputError: A bare string, a non-sequence, ``None``/non-string items, or empty
-            or whitespace-only items (which have no meaningful embedding).
-    """
-    if isinstance(texts, str | bytes):
-        kind = type(texts).__name__
-        msg = f"{what} must be a list of strings, not a single {kind}; wrap it: [text]."
-        raise InvalidInputError(msg)
-    if not isinstance(texts, Sequence):
-        msg = f"{what} must be a sequence of strings (list or tuple); got {type(texts).__name__}."
-        raise InvalidInputError(msg)
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            msg = f"{what}[{i}] is {text!r} ({type(text).__name__}); every item must be a str."
-            raise InvalidInputError(msg)
-        if not text.strip():
-            msg = (
-                f"{what}[{i}] is {text!r}: empty or whitespace-only texts have no meaningful "
-                "embedding. Remove them (or replace them with real text) before embedding."
-            )
-            raise InvalidInputError(msg)
-    return list(texts)
 
 
 def load_tokenizer(

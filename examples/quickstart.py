@@ -26,6 +26,7 @@ QUERIES = ["when was the printing press invented?", "how do I grow tomatoes?"]
 
 
 def main() -> None:
+    """Build a context, embed, search, and round-trip the context through a file."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="jxm/cde-small-v2", help="hub id or local folder")
     args = parser.parse_args()
@@ -47,7 +48,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = context.save(Path(tmp) / "corpus.context.safetensors")
         restored = CorpusContext.load(path)
-        assert restored == context  # same fingerprint: bit-identical dataset embeddings
+        if restored != context:  # same fingerprint: bit-identical dataset embeddings
+            msg = "the reloaded context differs from the saved one"
+            raise SystemExit(msg)
         again = encoder.embed_queries(QUERIES, restored, show_progress_bar=False)
         print(f"reloaded context gives identical query vectors: {bool((again == queries).all())}")
 

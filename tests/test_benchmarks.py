@@ -13,12 +13,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _quick(script: str, tmp_path: Path) -> dict[str, object]:
+def _quick(script: str, tmp_path: Path, *extra: str) -> dict[str, object]:
     out = tmp_path / "result.json"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "integrations")])
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json", str(out)],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json", str(out), *extra],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -60,3 +60,30 @@ def test_quantization_benchmark_quick(tmp_path: Path) -> None:
     assert data["none default"]["recall"] == 1.0  # type: ignore[index]
     if data["local"]:  # local mode searches exactly, whatever the quantization
         assert all(data[k]["recall"] == 1.0 for k in keys)  # type: ignore[index]
+
+
+@pytest.mark.slow
+def test_startup_benchmark_quick(tmp_path: Path) -> None:
+    data = _quick("bench_startup.py", tmp_path)
+    seconds = data["seconds"]
+    assert isinstance(seconds, dict)
+    assert {"cde-rag --help", "python -c 'import torch'"} <= set(seconds)
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_quick_on_cpu(tmp_path: Path) -> None:
+    data = _quick("bench_gpu.py", tmp_path, "--device", "cpu")
+    assert data["device_type"] == "cpu" and str(data["device"]).startswith("device: cpu")
+    variants = data["variants"]
+    assert isinstance(variants, dict)
+    assert set(variants) == {"fp32-padded", "fp32-packed", "bf16-packed", "fp16-packed"}
+    assert variants["fp32-packed"]["max_abs_diff"] <= 1e-5  # packed computes what padded does
+    for name in ("bf16-packed", "fp16-packed"):
+        assert variants[name]["cosine_min"] >= 0.999
+        assert variants[name]["stage1_cosine_min"] >= 0.999
+    for figures in variants.values():
+        assert figures["stage2_docs_per_s"] > 0 and figures["query_p99_ms"] > 0
+    verdicts = data["verdicts"]
+    assert isinstance(verdicts, dict)
+    assert verdicts["packed_equals_padded"] and verdicts["fast_path_agrees"]
+    assert "fast_path_3x" in verdicts  # a speed verdict: printed, not asserted on CPU

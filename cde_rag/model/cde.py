@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from cde_rag.config import CDEConfig, ModernBertConfig
-from cde_rag.errors import ContextMismatchError
+from cde_rag.errors import CheckpointFormatError, ContextMismatchError
 from cde_rag.model._ops import mean_pool
 from cde_rag.model.modernbert import ModernBertBackbone
 from cde_rag.model.nomic_bert import NomicBertBackbone
@@ -57,7 +57,6 @@ class SecondStage(nn.Module):
         if config.has_null_embedding:
             # Training-only parameter; kept so such checkpoints load strictly. Unused.
             self.sequence_dropout_null_embedding = nn.Parameter(torch.zeros(d))
-        self.instruction_end_id: int | None = None
 
     def soft_prompt(self) -> torch.Tensor:
         """The (P, d) soft prompt: prompt_projection(ones) reshaped row-major (spec §7.1.6)."""
@@ -102,11 +101,24 @@ class SecondStage(nn.Module):
 
         With ``pool_ignore_instruction_tokens``: the first position ``p > 0`` holding the
         instruction-end id under the mask, and every position before it, get weight 0.
+
+        Raises:
+            CheckpointFormatError: Instruction pooling is on but the config carries no
+                instruction-end id, so the text positions cannot be chosen correctly.
         """
         mask = attention_mask.long()
-        end_id = self.instruction_end_id
-        if not self.config.pool_ignore_instruction_tokens or end_id is None:
+        if not self.config.pool_ignore_instruction_tokens:
             return mask
+        end_id = self.config.instruction_end_id
+        if end_id is None:
+            msg = (
+                "this model drops the instruction tokens from pooling (pool_ignore_instruction_"
+                "tokens) but its config has no instruction_end_id, so it cannot tell where the "
+                "prefix ends. Build the config with load_config(folder) from a checkpoint folder "
+                "holding the tokenizer files, or pass load_config(folder, instruction_end_id="
+                "<first id of tokenizer.encode(': ')>); CDEEncoder.from_pretrained does this."
+            )
+            raise CheckpointFormatError(msg)
         hits = (input_ids == end_id) & mask.bool()
         hits[:, 0] = False
         found = hits.any(dim=1)
@@ -163,8 +175,12 @@ class SecondStage(nn.Module):
 class CDEModel(nn.Module):
     """Both CDE stages; ``state_dict()`` keys equal the published checkpoints'.
 
+    The config carries everything the computation needs, the tokenizer's instruction-end id
+    included (:func:`~cde_rag.config.load_config` reads it from the checkpoint folder).
+
     Example:
-        >>> model = CDEModel(config)  # doctest: +SKIP
+        >>> config = load_config("./cde-small-v2")  # doctest: +SKIP
+        >>> model = load_model(config, Path("./cde-small-v2/model.safetensors"))  # doctest: +SKIP
         >>> ctx = model.first_stage_model(ids, mask)  # (K, d) dataset embeddings
         >>> vecs = model.second_stage_model(ids2, mask2, model.prepare_context(ctx))
     """

@@ -23,6 +23,8 @@ from torch import nn
 
 from cde_rag.config import ModernBertConfig
 from cde_rag.model._ops import additive_mask, apply_rotary, rotary_tables
+from cde_rag.model.unpadded import modernbert_packed
+from cde_rag.model.varlen import AttentionMode
 
 
 class ModernBertEmbeddings(nn.Module):
@@ -115,6 +117,7 @@ class ModernBertBackbone(nn.Module):
         self.final_norm = nn.LayerNorm(
             config.hidden_size, eps=config.norm_eps, bias=config.norm_bias
         )
+        self.attention: AttentionMode = "padded"  # "packed": cde_rag.model.unpadded
 
     def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
         """The embedding-layer call on ids: ``LN(T[ids])`` (first of the two norms, §7.3)."""
@@ -149,6 +152,8 @@ class ModernBertBackbone(nn.Module):
         Returns:
             (B, L, d) final hidden states of the text positions, or (B, P + L, d).
         """
+        if self.attention == "packed":
+            return modernbert_packed(self, prefix, text_embeds, text_mask, full_output=full_output)
         cfg = self.config
         b, n_text, _ = text_embeds.shape
         n_prefix = 0 if prefix is None else prefix.shape[0]

@@ -25,6 +25,8 @@ from torch import nn
 
 from cde_rag.config import NomicBertConfig, NomicRotaryMode
 from cde_rag.model._ops import additive_mask, apply_rotary, rotary_tables
+from cde_rag.model.unpadded import nomic_packed
+from cde_rag.model.varlen import AttentionMode
 
 
 class NomicBertEmbeddings(nn.Module):
@@ -105,6 +107,7 @@ class NomicBertBackbone(nn.Module):
         self.embeddings = NomicBertEmbeddings(config)
         self.emb_ln = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.encoder = NomicBertEncoder(config)
+        self.attention: AttentionMode = "padded"  # "packed": cde_rag.model.unpadded
 
     def _type0(self) -> torch.Tensor:
         return self.embeddings.token_type_embeddings.weight[0]
@@ -179,6 +182,15 @@ class NomicBertBackbone(nn.Module):
         rotary_start: int,
         full_output: bool,
     ) -> torch.Tensor:
+        if self.attention == "packed":
+            return nomic_packed(
+                self,
+                text_hidden,
+                shared,
+                text_mask,
+                rotary_start=rotary_start,
+                full_output=full_output,
+            )
         b, n_text, _ = text_hidden.shape
         n_prefix = 0 if shared is None else shared.shape[0]
         seq = n_prefix + n_text

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from langchain_qdrant import RetrievalMode, SparseEmbeddings, SparseVector
-from qdrant_client import QdrantClient
+from langchain_qdrant import QdrantVectorStore, RetrievalMode, SparseEmbeddings, SparseVector
+from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
+from cde_rag.errors import InvalidInputError
 from cde_rag_qdrant._store import read_sparse
 from cde_rag_qdrant.errors import CollectionConfigError
+from cde_rag_qdrant.query import query_kwargs
 from cde_rag_qdrant.sparse import SparseEncoder
+
+_MODES = {RetrievalMode.DENSE: "dense", RetrievalMode.SPARSE: "sparse"}
+_MODES[RetrievalMode.HYBRID] = "hybrid"
 
 
 class CDESparseEmbeddings(SparseEmbeddings):
@@ -69,11 +74,22 @@ def is_lexical(kwargs: dict[str, Any]) -> bool:
 
 
 def with_sparse_defaults(
-    client: QdrantClient, collection_name: str, kwargs: dict[str, Any]
+    client: QdrantClient | AsyncQdrantClient, collection_name: str, kwargs: dict[str, Any]
 ) -> dict[str, Any]:
-    """``kwargs`` plus the collection's sparse embeddings and vector name (lexical modes)."""
+    """``kwargs`` plus the collection's sparse embeddings and vector name (lexical modes).
+
+    Raises:
+        InvalidInputError: A lexical mode with an ``AsyncQdrantClient``.
+        CollectionConfigError: A lexical mode on a collection without a sparse vector.
+    """
     if not is_lexical(kwargs):
         return kwargs
+    if isinstance(client, AsyncQdrantClient):
+        msg = (
+            "RetrievalMode.HYBRID / SPARSE on cde-rag collections needs a QdrantClient (the "
+            "sparse vector is read from the collection when the store opens)."
+        )
+        raise InvalidInputError(msg)
     if kwargs.get("sparse_embedding") is None:
         sparse = CDESparseEmbeddings.from_qdrant(client, collection_name)
         kwargs = {**kwargs, "sparse_embedding": sparse}
@@ -82,3 +98,37 @@ def with_sparse_defaults(
     if isinstance(sparse, CDESparseEmbeddings):
         kwargs.setdefault("sparse_vector_name", sparse.encoder.vector_name)
     return kwargs
+
+
+def lexical_request(
+    store: QdrantVectorStore,
+    query: str,
+    dense: list[float] | None,
+    limit: int,
+    query_filter: models.Filter,
+    search_params: models.SearchParams | None,
+    fusion: models.FusionQuery | None,
+) -> dict[str, Any]:
+    """``query_points`` arguments for the store's retrieval mode (dense, sparse or hybrid).
+
+    Hybrid search fuses the dense CDE branch and the sparse branch in Qdrant (RRF unless
+    ``fusion`` says otherwise); both branches carry ``query_filter``.
+    """
+    mode = _MODES[store.retrieval_mode]
+    sparse_vector = None
+    if mode != "dense":
+        v = store.sparse_embeddings.embed_query(query)
+        sparse_vector = models.SparseVector(indices=v.indices, values=v.values)
+    request = query_kwargs(
+        mode=mode,
+        fusion="rrf",
+        dense=dense,
+        sparse_vector=sparse_vector,
+        sparse_name=store.sparse_vector_name if mode != "dense" else None,
+        limit=limit,
+        query_filter=query_filter,
+        search_params=search_params,
+    )
+    if mode == "hybrid" and fusion is not None:
+        request["query"] = fusion
+    return request

@@ -22,12 +22,9 @@ except ImportError as exc:
     raise OptionalDependencyError(msg, extra="llamaindex") from exc
 
 from cde_rag_llamaindex.embedding import CDEEmbedding
+from cde_rag_llamaindex.helpers import create_qdrant_store, open_qdrant_store
 from cde_rag_llamaindex.nodes import read_nodes
-from cde_rag_llamaindex.vector_store import (
-    CDEQdrantVectorStore,
-    create_qdrant_store,
-    open_qdrant_store,
-)
+from cde_rag_llamaindex.vector_store import CDEQdrantVectorStore
 
 __all__ = [
     "CDEEmbedding",

@@ -35,7 +35,7 @@ def sparse_fns(encoder: SparseEncoder) -> tuple[SparseFn, SparseFn]:
 
 
 def hybrid_defaults(
-    client: QdrantClient, collection_name: str, kwargs: dict[str, Any]
+    client: QdrantClient | None, collection_name: str, kwargs: dict[str, Any]
 ) -> dict[str, Any]:
     """``kwargs`` plus the collection's sparse functions and vector name when hybrid is on.
 
@@ -51,6 +51,12 @@ def hybrid_defaults(
         raise InvalidInputError(msg)
     if not kwargs.get("enable_hybrid"):
         return kwargs
+    if client is None:
+        msg = (
+            "enable_hybrid=True on a cde-rag collection needs client=QdrantClient(...) (its "
+            "sparse vector settings are read when the store opens)."
+        )
+        raise InvalidInputError(msg)
     encoder = read_sparse(client, collection_name)
     if encoder is None:
         msg = (

@@ -16,19 +16,21 @@ keys, so cde-rag, LangChain and LlamaIndex all read it::
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
-from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any, cast
 
 from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.schema import BaseNode, MetadataMode
 from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryResult
 from llama_index.vector_stores.qdrant import QdrantVectorStore
-from qdrant_client import QdrantClient, models
+from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
-from cde_rag import CDEEncoder, CorpusContext
-from cde_rag.errors import ContextMismatchError, ContextNotSetError, InvalidInputError
-from cde_rag_llamaindex.embedding import CDEEmbedding
+from cde_rag.errors import ContextMismatchError, InvalidInputError
+from cde_rag_llamaindex._pairing import _same_model, attribute
+from cde_rag_llamaindex.embedding import CDEEmbedding, recent
 from cde_rag_llamaindex.nodes import node_from_cde_payload
 from cde_rag_llamaindex.sparse import hybrid_defaults
 from cde_rag_qdrant import (
@@ -37,15 +39,10 @@ from cde_rag_qdrant import (
     METADATA_PAYLOAD_KEY,
     CollectionNotFoundError,
     ContextualCollection,
+    _astore,
+    _store,
 )
-from cde_rag_qdrant.binding import (
-    CollectionBinding,
-    bind,
-    choose_context,
-    stale_error,
-    stored_fingerprint,
-)
-from cde_rag_qdrant.tenants import tenant_condition, tenant_stamp
+from cde_rag_qdrant.binding import BoundContext, StalePolicy, require_same
 
 logger = logging.getLogger(__name__)
 
@@ -55,126 +52,191 @@ _RESERVED = (CONTENT_PAYLOAD_KEY, METADATA_PAYLOAD_KEY, FINGERPRINT_PAYLOAD_KEY)
 class CDEQdrantVectorStore(QdrantVectorStore):
     """LlamaIndex ``QdrantVectorStore`` over a cde-rag collection, keeping its context.
 
-    - It never creates a collection (LlamaIndex would create one without a context): the
-      collection must exist (:func:`create_qdrant_store`).
-    - Writes re-read the stored context first and refuse a re-contextualized collection, or an
-      ``embed_model`` bound to another context. Points get cde-rag's keys (module docstring).
-    - Queries return only points made with the stored context (``cde_context``), as
-      ``ContextualCollection.search`` does, and also read points written by cde-rag or
-      LangChain (``page_content``/``metadata`` without ``_node_content``).
-    - :meth:`clear` deletes the points but keeps the collection and its context.
-
-    Nodes that arrive with an embedding already set (not embedded by the paired
-    :class:`CDEEmbedding`) cannot be checked: embed them with it.
+    - A missing collection is created on the first ``add``, storing the context the nodes
+      were embedded with: the store identifies it among the live :class:`CDEEmbedding`
+      instances by re-embedding the first node and comparing (one forward pass), so
+      ``VectorStoreIndex.from_documents(docs, storage_context=..., embed_model=CDEEmbedding(
+      ...))`` works as with any embedder; vectors it cannot attribute are refused.
+    - Query embedding happens here (``is_embedding_query`` is False): the query text is
+      embedded with the collection's context by the paired embedding: ``embed_model=``, else
+      the newest live ``CDEEmbedding`` of the collection's model (bound to the stored context
+      in place), else the recorded model, loaded. The stale check rides on the search (a
+      short result resolves the alias); writes re-read the record first.
+    - Queries return only points of the bound context and also read points written by
+      cde-rag or LangChain. :meth:`clear` keeps the collection and its context.
+    - ``aclient=`` alone works: binding happens on the first async call.
+    - ``enable_hybrid=True`` on a hybrid cde-rag collection uses its lexical sparse vector
+      (cde-rag's offline encoder; ``sparse_doc_fn``/``sparse_query_fn`` and the vector name
+      are filled in). ``tenant=`` binds one tenant: its own context, its points only
+      (stamped on write, filtered on query, the only ones :meth:`clear` deletes).
     """
 
-    _cde_binding: CollectionBinding = PrivateAttr()
+    is_embedding_query: bool = False
+    _cde_bound: BoundContext | None = PrivateAttr(default=None)
     _cde_embed_model: CDEEmbedding | None = PrivateAttr(default=None)
+    _cde_tenant: str | None = PrivateAttr(default=None)
 
     def __init__(
         self,
         collection_name: str,
-        client: QdrantClient,
+        client: QdrantClient | None = None,
         *,
         embed_model: CDEEmbedding | None = None,
+        aclient: AsyncQdrantClient | None = None,
         tenant: str | None = None,
         **kwargs: Any,
     ) -> None:
-        """Wrap an existing cde-rag collection.
-
-        Args:
-            collection_name: Collection or alias created by cde-rag.
-            client: The Qdrant client (for a local path, the one that opened it).
-            embed_model: The :class:`CDEEmbedding` that embeds for this store; its context
-                must be the collection's, and writes check it stays so.
-            tenant: Work on this tenant only: its context, its points (stamped with
-                ``tenant`` on write, filtered on query, the only ones :meth:`clear` deletes).
-            **kwargs: Other ``QdrantVectorStore`` options. ``enable_hybrid=True`` on a hybrid
-                collection uses its sparse vector (cde-rag's offline lexical encoder).
+        """Wrap a cde-rag collection (existing, or created on the first ``add``).
 
         Raises:
-            CollectionNotFoundError: The collection does not exist.
-            ContextMissingError: It has no cde-rag context.
+            ContextMissingError: The collection exists without a cde-rag context.
+            TenantContextMissingError: ``tenant`` has no context of its own.
             ContextMismatchError: ``embed_model`` holds another context.
-            InvalidInputError: ``enable_hybrid`` on a collection without a sparse vector, or
-                ``fastembed_sparse_model``.
+            InvalidInputError: An ``embed_model`` that is no CDEEmbedding,
+                ``fastembed_sparse_model``, or ``enable_hybrid`` on a collection without a
+                sparse vector (or without a sync client).
         """
-        if not client.collection_exists(collection_name):
-            msg = (
-                f"no collection {collection_name!r}: LlamaIndex would create it lazily without "
-                "a corpus context. Create it first with cde_rag_llamaindex.create_qdrant_store("
-                f"client, {collection_name!r}, encoder, corpus=...)."
-            )
-            raise CollectionNotFoundError(msg)
-        context, binding = bind(client, collection_name, tenant)
-        if embed_model is not None:
-            _require_same(embed_model, context, collection_name)
+        if embed_model is not None and not isinstance(cast(object, embed_model), CDEEmbedding):
+            msg = f"embed_model must be a CDEEmbedding; got {type(embed_model).__name__}."
+            raise InvalidInputError(msg)
         kwargs = hybrid_defaults(client, collection_name, kwargs)
         kwargs.setdefault("text_key", CONTENT_PAYLOAD_KEY)
-        super().__init__(collection_name=collection_name, client=client, **kwargs)
-        self._cde_binding = binding
+        super().__init__(collection_name=collection_name, client=client, aclient=aclient, **kwargs)
         self._cde_embed_model = embed_model
+        self._cde_tenant = tenant
+        if client is not None and _store.exists(client, collection_name):
+            bound = BoundContext.open(
+                client, collection_name, on_stale=self._policy(), tenant=tenant
+            )
+            self._pair(bound)
 
     @classmethod
     def class_name(cls) -> str:
         """LlamaIndex's serialisation name."""
         return "CDEQdrantVectorStore"
 
-    @property
-    def fingerprint(self) -> str:
-        """Fingerprint of the collection's context (stamped on every point written)."""
-        return self._cde_binding.fingerprint
+    # -- binding -------------------------------------------------------------------------
 
-    def check_stale(self, *, full: bool = True) -> None:
-        """Raise if the collection or the paired embedding no longer use the bound context.
-
-        Args:
-            full: Re-read the stored record (default); ``False``: only when the alias moved.
-
-        Raises:
-            ContextMismatchError: The collection was re-contextualized, or the embed model was
-                re-bound to another context.
-        """
-        binding = self._cde_binding
-        now = stored_fingerprint(binding, full=full)
-        if now != binding.fingerprint:
-            fix = (
-                f"open the store again with open_qdrant_store(client, {binding.collection_name!r})"
-            )
-            raise stale_error(binding, now, fix)
+    def _policy(self) -> StalePolicy:
         model = self._cde_embed_model
-        if model is not None and model.fingerprint != binding.fingerprint:
+        return "raise" if model is None else model.on_stale
+
+    def _fix(self) -> str:
+        return f"open the store again with open_qdrant_store(client, {self.collection_name!r})"
+
+    def _pair(self, bound: BoundContext) -> None:
+        model = self._cde_embed_model
+        if model is not None and model.core.bound is not None:
+            require_same(model.core.bound, bound, "embed model", self._fix())
+        if model is not None:
+            model.core.adopt(bound)
+        self._cde_bound = bound
+        self._collection_initialized = True
+
+    async def _apair(self) -> BoundContext:
+        if self._cde_bound is None:
+            self._ensure_async_client()
+            if not await _astore.exists(self._aclient, self.collection_name):
+                msg = (
+                    f"no collection {self.collection_name!r}: with an async client, create it "
+                    "first (create_qdrant_store with a sync client, or AsyncContextualCollection)."
+                )
+                raise CollectionNotFoundError(msg)
+            bound = await BoundContext.aopen(
+                self._aclient, self.collection_name, tenant=self._cde_tenant
+            )
+            self._pair(bound)
+        return self._bound()
+
+    def _bound(self) -> BoundContext:
+        bound = self._cde_bound
+        if bound is None:
+            msg = (
+                f"collection {self.collection_name!r} does not exist yet: add nodes embedded "
+                "by a CDEEmbedding first, or create it with create_qdrant_store(...)."
+            )
+            raise CollectionNotFoundError(msg)
+        model = self._cde_embed_model
+        if model is not None and model.core.bound is not bound:
             msg = (
                 f"the embed model of this store is now bound to context "
-                f"{str(model.fingerprint)[:12]}…, but collection {binding.collection_name!r} "
-                f"holds {binding.fingerprint[:12]}…. Open the store again with "
+                f"{str(model.fingerprint)[:12]}…, but collection {self.collection_name!r} "
+                f"holds {bound.fingerprint[:12]}…. Open the store again with "
                 "open_qdrant_store(client, collection_name)."
             )
             raise ContextMismatchError(msg)
+        return bound
+
+    def _query_model(self) -> CDEEmbedding:
+        """The embedding that embeds queries (paired on first use; see the class doc)."""
+        bound = self._bound()
+        if self._cde_embed_model is None:
+            record = bound.record
+            model = next(
+                (m for m in recent() if record is not None and _same_model(m, record)), None
+            )
+            if model is None:
+                model = CDEEmbedding(model_name=bound.context.provenance.model_id)
+            if model.core.bound is not None and model.core.bound.fingerprint != bound.fingerprint:
+                model = CDEEmbedding(encoder=model.encoder)
+            self._cde_embed_model = model
+            model.core.adopt(bound)
+        return self._cde_embed_model
+
+    @property
+    def fingerprint(self) -> str:
+        """Fingerprint of the collection's context (stamped on every point written)."""
+        return self._bound().fingerprint
+
+    def check_stale(self, *, full: bool = True) -> None:
+        """Raise (or rebind, per ``on_stale``) if the collection or embed model moved on."""
+        self._bound().verify(full=full, fix=self._fix())
 
     # -- writing -------------------------------------------------------------------------
 
     def add(
         self, nodes: Sequence[BaseNode], shard_identifier: Any | None = None, **add_kwargs: Any
     ) -> list[str]:
-        """LlamaIndex's ``add`` after a full stale check."""
-        self.check_stale(full=True)
-        ids: list[str] = super().add(list(nodes), shard_identifier, **add_kwargs)
+        """LlamaIndex's ``add`` after a full stale check (creating the collection if new)."""
+        nodes = list(nodes)
+        if self._cde_bound is None and nodes:
+            self._create_from(nodes)
+        self._bound().before_write(self._fix())
+        ids: list[str] = super().add(nodes, shard_identifier, **add_kwargs)
         return ids
 
     async def async_add(
         self, nodes: Sequence[BaseNode], shard_identifier: Any | None = None, **kwargs: Any
     ) -> list[str]:
-        """LlamaIndex's ``async_add`` after a full stale check (needs ``aclient``)."""
-        self.check_stale(full=True)
+        """LlamaIndex's ``async_add`` after a full stale check."""
+        bound = await self._apair()
+        await bound.averify(full=True, fix=self._fix())
         ids: list[str] = await super().async_add(list(nodes), shard_identifier, **kwargs)
         return ids
+
+    def _create_from(self, nodes: list[BaseNode]) -> None:
+        """Create the cde-rag collection with the context the nodes were embedded with."""
+        client: QdrantClient | None = self._client
+        if client is None:
+            msg = "creating a collection needs a sync client (client=QdrantClient(...))."
+            raise InvalidInputError(msg)
+        model = attribute(nodes[0], [self._cde_embed_model, *recent()])
+        ContextualCollection.create(
+            client, self.collection_name, model.encoder, context=model.context
+        )
+        self._cde_embed_model = model
+        bound = BoundContext.open(
+            client, self.collection_name, on_stale=model.on_stale, tenant=self._cde_tenant
+        )
+        self._pair(bound)
 
     def _build_points(
         self, nodes: list[BaseNode], sparse_vector_name: str
     ) -> tuple[list[Any], list[str]]:
         """LlamaIndex's points plus ``page_content``, ``metadata`` and ``cde_context``."""
         points, ids = super()._build_points(nodes, sparse_vector_name)
+        bound = self._bound()
+        fingerprint = bound.fingerprint
         for point, node in zip(points, nodes, strict=True):
             clash = [key for key in _RESERVED if key in node.metadata]
             if clash:
@@ -187,8 +249,8 @@ class CDEQdrantVectorStore(QdrantVectorStore):
                 **(point.payload or {}),
                 CONTENT_PAYLOAD_KEY: node.get_content(metadata_mode=MetadataMode.EMBED),
                 METADATA_PAYLOAD_KEY: dict(node.metadata),
-                FINGERPRINT_PAYLOAD_KEY: self.fingerprint,
-                **tenant_stamp(self._cde_binding.tenant),
+                FINGERPRINT_PAYLOAD_KEY: fingerprint,
+                **bound.stamp(),
             }
         return points, ids
 
@@ -208,45 +270,67 @@ class CDEQdrantVectorStore(QdrantVectorStore):
         """Delete every point; the collection and its stored context stay."""
         self._client.delete(
             self.collection_name,
-            points_selector=models.FilterSelector(filter=self._tenant_filter()),
+            points_selector=models.FilterSelector(filter=self._bound().tenant_filter()),
             wait=True,
         )
 
     async def aclear(self) -> None:
         """Async :meth:`clear` (needs ``aclient``)."""
         self._ensure_async_client()
+        bound = await self._apair()
         await self._aclient.delete(
             self.collection_name,
-            points_selector=models.FilterSelector(filter=self._tenant_filter()),
+            points_selector=models.FilterSelector(filter=bound.tenant_filter()),
             wait=True,
         )
-
-    def _tenant_filter(self) -> models.Filter:
-        """All points, or this tenant's."""
-        tenant = self._cde_binding.tenant
-        return models.Filter(must=None if tenant is None else [tenant_condition(tenant)])
 
     # -- reading -------------------------------------------------------------------------
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
-        """LlamaIndex's ``query`` after the cheap stale check, over this context's points."""
-        self.check_stale(full=False)
+        """Embed the query text under the bound context and search this context's points.
+
+        One request when ``similarity_top_k`` hits come back (a short result also resolves
+        the alias); a re-contextualized collection raises, or rebinds and searches again.
+        """
+        bound = self._bound()
         if kwargs.get("qdrant_filters") is not None:
-            kwargs["qdrant_filters"] = self._scoped(kwargs["qdrant_filters"])
-        result: VectorStoreQueryResult = super().query(query, **kwargs)
-        return result
+            kwargs["qdrant_filters"] = bound.scoped(kwargs["qdrant_filters"])
+        while True:
+            ready = self._with_embedding(query)
+            result: VectorStoreQueryResult = super().query(ready, **kwargs)
+            n = len(result.nodes or [])
+            if not bound.after_search(n, query.similarity_top_k, self._fix()):
+                return result
+            if query.query_embedding is not None:
+                raise bound.stale_error(bound.fingerprint, self._fix())
 
     async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         """Async :meth:`query` (needs ``aclient``)."""
-        self.check_stale(full=False)
+        bound = await self._apair()
         if kwargs.get("qdrant_filters") is not None:
-            kwargs["qdrant_filters"] = self._scoped(kwargs["qdrant_filters"])
-        result: VectorStoreQueryResult = await super().aquery(query, **kwargs)
-        return result
+            kwargs["qdrant_filters"] = bound.scoped(kwargs["qdrant_filters"])
+        while True:
+            ready = await asyncio.to_thread(self._with_embedding, query)
+            result: VectorStoreQueryResult = await super().aquery(ready, **kwargs)
+            n = len(result.nodes or [])
+            if not await bound.aafter_search(n, query.similarity_top_k, self._fix()):
+                return result
+            if query.query_embedding is not None:
+                raise bound.stale_error(bound.fingerprint, self._fix())
+
+    def _with_embedding(self, query: VectorStoreQuery) -> VectorStoreQuery:
+        if query.query_embedding is not None:
+            return query
+        if not query.query_str:
+            msg = "VectorStoreQuery needs query_str (or query_embedding)."
+            raise InvalidInputError(msg)
+        model = self._query_model()
+        vector = model._embed([query.query_str], query=True, check=False)[0]
+        return dataclasses.replace(query, query_embedding=vector)
 
     def _build_query_filter(self, query: VectorStoreQuery) -> Any:
         """LlamaIndex's filter AND "made with this context"."""
-        return self._scoped(super()._build_query_filter(query))
+        return self._bound().scoped(super()._build_query_filter(query))
 
     def parse_to_query_result(self, response: list[Any]) -> VectorStoreQueryResult:
         """LlamaIndex's parsing, plus points in cde-rag's / LangChain's layout."""
@@ -258,198 +342,3 @@ class CDEQdrantVectorStore(QdrantVectorStore):
                 nodes[i] = node
         result.nodes = nodes
         return result
-
-    def _scoped(self, query_filter: models.Filter | None) -> models.Filter:
-        must: list[models.Condition] = [
-            models.FieldCondition(
-                key=FINGERPRINT_PAYLOAD_KEY, match=models.MatchValue(value=self.fingerprint)
-            )
-        ]
-        if self._cde_binding.tenant is not None:
-            must.append(tenant_condition(self._cde_binding.tenant))
-        if query_filter is not None:
-            must.append(query_filter)
-        return models.Filter(must=must)
-
-
-def open_qdrant_store(
-    client: QdrantClient,
-    collection_name: str,
-    embed_model_or_encoder: CDEEmbedding | CDEEncoder | None = None,
-    *,
-    tenant: str | None = None,
-    **kwargs: Any,
-) -> tuple[CDEQdrantVectorStore, CDEEmbedding]:
-    """Open a cde-rag collection for LlamaIndex: the store and an embedding bound to it.
-
-    Args:
-        client: The Qdrant client (for a local path, the one client that opened it).
-        collection_name: Collection or alias created by cde-rag.
-        embed_model_or_encoder: Supplies the model: :class:`CDEEmbedding` (its encoder and
-            options are reused; a context it already holds must be the collection's), a loaded
-            ``CDEEncoder``, or None to load the model recorded in the context.
-        tenant: Open one tenant of the collection: its own context, its points only.
-        **kwargs: Other ``QdrantVectorStore`` options.
-
-    Returns:
-        ``(vector_store, embed_model)``: pass both to ``VectorStoreIndex``.
-
-    Raises:
-        CollectionNotFoundError: No such collection.
-        ContextMissingError: The collection has no cde-rag context.
-        ContextMismatchError: The given embedding holds another context, or the model is not
-            the one that made the stored context.
-
-    Example:
-        >>> store, embed_model = open_qdrant_store(client, "notes", encoder)  # doctest: +SKIP
-        >>> index = VectorStoreIndex.from_vector_store(  # doctest: +SKIP
-        ...     store, embed_model=embed_model
-        ... )
-    """
-    embed_model = _bound_embedding(client, collection_name, embed_model_or_encoder, tenant)
-    store = CDEQdrantVectorStore(
-        collection_name, client, embed_model=embed_model, tenant=tenant, **kwargs
-    )
-    return store, embed_model
-
-
-def create_qdrant_store(
-    client: QdrantClient,
-    collection_name: str,
-    embed_model_or_encoder: CDEEmbedding | CDEEncoder,
-    *,
-    context: CorpusContext | None = None,
-    corpus: Iterable[str] | None = None,
-    size: int | None = None,
-    seed: int = 0,
-    strategy: Literal["uniform", "diverse"] = "uniform",
-    tenant: str | None = None,
-    **kwargs: Any,
-) -> tuple[CDEQdrantVectorStore, CDEEmbedding]:
-    """Create a cde-rag collection (storing its context) and open it for LlamaIndex.
-
-    The context is ``context``, else the one the given embedding holds, else one built from
-    ``corpus``.
-
-    Args:
-        client: The Qdrant client.
-        collection_name: New collection name (nothing existing is overwritten).
-        embed_model_or_encoder: :class:`CDEEmbedding` or a loaded ``CDEEncoder``.
-        context: The context to store.
-        corpus: Documents to build the context from, when no context is given.
-        size: Context rows when building (default: the model's).
-        seed: Sampling seed when building.
-        strategy: ``"uniform"`` or ``"diverse"`` when building.
-        tenant: Also register the context as this tenant's and open the tenant's store.
-        **kwargs: Other ``QdrantVectorStore`` options; ``enable_hybrid=True`` creates a hybrid
-            collection (dense CDE + lexical sparse vector) and searches it in hybrid mode.
-
-    Returns:
-        ``(vector_store, embed_model)`` bound to the new collection.
-
-    Raises:
-        ContextMismatchError: ``context`` differs from the one the embedding holds.
-        CollectionExistsError: The collection already exists.
-        InvalidInputError: Neither a context nor a corpus.
-
-    Example:
-        >>> store, embed_model = create_qdrant_store(  # doctest: +SKIP
-        ...     client, "notes", encoder, corpus=texts
-        ... )
-        >>> index = VectorStoreIndex.from_documents(  # doctest: +SKIP
-        ...     docs,
-        ...     storage_context=StorageContext.from_defaults(vector_store=store),
-        ...     embed_model=embed_model,
-        ... )
-    """
-    if isinstance(embed_model_or_encoder, CDEEmbedding):
-        context = choose_context(context, embed_model_or_encoder.context, "embed model")
-        encoder = embed_model_or_encoder.encoder
-    else:
-        encoder = embed_model_or_encoder
-    ContextualCollection.create(
-        client,
-        collection_name,
-        encoder,
-        context=context,
-        corpus=corpus,
-        size=size,
-        seed=seed,
-        strategy=strategy,
-        show_progress_bar=False,
-        hybrid=bool(kwargs.get("enable_hybrid")),
-        tenant=tenant,
-    )
-    return open_qdrant_store(
-        client, collection_name, embed_model_or_encoder, tenant=tenant, **kwargs
-    )
-
-
-def _bound_embedding(
-    client: QdrantClient,
-    collection_name: str,
-    source: object,
-    tenant: str | None = None,
-) -> CDEEmbedding:
-    """An embedding bound (with stale checks) to ``collection_name``, reusing ``source``."""
-    if source is None or isinstance(source, CDEEncoder):
-        return CDEEmbedding.from_qdrant(client, collection_name, encoder=source, tenant=tenant)
-    if not isinstance(source, CDEEmbedding):
-        msg = f"expected CDEEmbedding, a CDEEncoder or None; got {type(source).__name__}."
-        raise InvalidInputError(msg)
-    binding: CollectionBinding | None = source._binding
-    same = (
-        binding is not None
-        and binding.client is client
-        and binding.collection_name == collection_name
-        and binding.tenant == tenant
-    )
-    if (
-        same
-        and binding is not None
-        and stored_fingerprint(binding, full=True) == binding.fingerprint
-    ):
-        return source
-    # otherwise (not bound here, or bound before a re-contextualization) a bound copy
-    fields = source.model_dump(
-        include={"embed_batch_size", "normalize", "show_progress_bar", "on_stale", "max_length"}
-    )
-    bound = CDEEmbedding.from_qdrant(
-        client,
-        collection_name,
-        encoder=source.encoder,
-        tenant=tenant,
-        callback_manager=source.callback_manager,
-        **fields,
-    )
-    if not same:
-        _require_same(source, bound.context, collection_name, allow_unbound=True)
-    return bound
-
-
-def _require_same(
-    embed_model: CDEEmbedding,
-    stored: CorpusContext | None,
-    collection_name: str,
-    *,
-    allow_unbound: bool = False,
-) -> None:
-    """Refuse an embed model without the collection's context."""
-    held = embed_model.context
-    if held is None:
-        if allow_unbound:
-            return
-        msg = (
-            f"the embed model has no context; collection {collection_name!r} needs its own. "
-            f"Use CDEEmbedding.from_qdrant(client, {collection_name!r}) or open_qdrant_store."
-        )
-        raise ContextNotSetError(msg)
-    if stored is None or held.fingerprint != stored.fingerprint:
-        now = "none" if stored is None else f"{stored.fingerprint[:12]}…"
-        msg = (
-            f"the embed model is bound to context {held.fingerprint[:12]}…, but collection "
-            f"{collection_name!r} stores context {now}. Vectors under different contexts are "
-            f"not comparable: use open_qdrant_store(client, {collection_name!r}) so the "
-            "collection's context is used."
-        )
-        raise ContextMismatchError(msg)

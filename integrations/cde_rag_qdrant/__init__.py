@@ -13,10 +13,11 @@ Example:
 
 from __future__ import annotations
 
-from cde_rag_qdrant._store import connect, read_context, read_record
-from cde_rag_qdrant._upload import UploadOptions
-from cde_rag_qdrant.collection import ContextualCollection
+import importlib
+from typing import TYPE_CHECKING
+
 from cde_rag_qdrant.errors import (
+    ClientTypeError,
     CollectionConfigError,
     CollectionEmptyError,
     CollectionExistsError,
@@ -25,25 +26,68 @@ from cde_rag_qdrant.errors import (
     QdrantUnavailableError,
     RequestTooLargeError,
     StoreLockedError,
+    StoreUnusableError,
     TenantContextMissingError,
 )
-from cde_rag_qdrant.options import CollectionOptions
-from cde_rag_qdrant.payload import (
-    CONTENT_PAYLOAD_KEY,
-    FINGERPRINT_PAYLOAD_KEY,
-    METADATA_PAYLOAD_KEY,
-    build_payload,
-    point_id,
-)
-from cde_rag_qdrant.record import METADATA_KEY, ContextRecord
-from cde_rag_qdrant.results import CollectionSummary, DriftReport, SearchHit
-from cde_rag_qdrant.sparse import SparseEncoder
+
+if TYPE_CHECKING:
+    from cde_rag_qdrant._store import connect, read_context, read_record
+    from cde_rag_qdrant._upload import UploadOptions
+    from cde_rag_qdrant.async_collection import AsyncContextualCollection
+    from cde_rag_qdrant.collection import ContextualCollection
+    from cde_rag_qdrant.options import CollectionOptions
+    from cde_rag_qdrant.payload import (
+        CONTENT_PAYLOAD_KEY,
+        FINGERPRINT_PAYLOAD_KEY,
+        METADATA_PAYLOAD_KEY,
+        build_payload,
+        point_id,
+    )
+    from cde_rag_qdrant.record import METADATA_KEY, ContextRecord
+    from cde_rag_qdrant.results import CollectionSummary, DriftReport, SearchHit
+    from cde_rag_qdrant.sparse import SparseEncoder
+
+# qdrant-client and torch load on first use, so the `cde-rag` command starts fast.
+_LAZY = {
+    "connect": "cde_rag_qdrant._store",
+    "read_context": "cde_rag_qdrant._store",
+    "read_record": "cde_rag_qdrant._store",
+    "ContextualCollection": "cde_rag_qdrant.collection",
+    "AsyncContextualCollection": "cde_rag_qdrant.async_collection",
+    "CONTENT_PAYLOAD_KEY": "cde_rag_qdrant.payload",
+    "FINGERPRINT_PAYLOAD_KEY": "cde_rag_qdrant.payload",
+    "METADATA_PAYLOAD_KEY": "cde_rag_qdrant.payload",
+    "build_payload": "cde_rag_qdrant.payload",
+    "point_id": "cde_rag_qdrant.payload",
+    "METADATA_KEY": "cde_rag_qdrant.record",
+    "ContextRecord": "cde_rag_qdrant.record",
+    "CollectionSummary": "cde_rag_qdrant.results",
+    "DriftReport": "cde_rag_qdrant.results",
+    "SearchHit": "cde_rag_qdrant.results",
+    "CollectionOptions": "cde_rag_qdrant.options",
+    "SparseEncoder": "cde_rag_qdrant.sparse",
+    "UploadOptions": "cde_rag_qdrant._upload",
+}
+
+
+def __getattr__(name: str) -> object:
+    """Import the qdrant-backed names on first access (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        msg = f"module 'cde_rag_qdrant' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CONTENT_PAYLOAD_KEY",
     "FINGERPRINT_PAYLOAD_KEY",
     "METADATA_KEY",
     "METADATA_PAYLOAD_KEY",
+    "AsyncContextualCollection",
+    "ClientTypeError",
     "CollectionConfigError",
     "CollectionEmptyError",
     "CollectionExistsError",
@@ -59,6 +103,7 @@ __all__ = [
     "SearchHit",
     "SparseEncoder",
     "StoreLockedError",
+    "StoreUnusableError",
     "TenantContextMissingError",
     "UploadOptions",
     "build_payload",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +14,7 @@ from qdrant_client import QdrantClient, models
 from tqdm.auto import tqdm
 
 from cde_rag import CDEEncoder, CorpusContext
-from cde_rag.encoder import progress_enabled
+from cde_rag.progress import progress_enabled
 from cde_rag_qdrant._upload import UploadOptions, make_points, upload_session
 from cde_rag_qdrant.sparse import SparseEncoder
 
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 class PendingBatch:
     """Points to embed and write: ids, texts and their payloads (same order)."""
 
-    ids: list[str]
+    ids: Sequence[models.ExtendedPointId]
     texts: list[str]
     payloads: list[dict[str, Any]]
 
@@ -36,7 +36,7 @@ EMBED_WINDOW = 512
 
 def _windows(batches: Iterable[PendingBatch], size: int) -> Iterator[PendingBatch]:
     """Regroup incoming batches into windows of ``size`` points (the last may be shorter)."""
-    ids: list[str] = []
+    ids: list[models.ExtendedPointId] = []
     texts: list[str] = []
     payloads: list[dict[str, Any]] = []
     for batch in batches:

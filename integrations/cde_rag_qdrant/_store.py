@@ -5,24 +5,25 @@ Every Qdrant failure that a user can act on is translated here into a typed erro
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import cast
 
-from qdrant_client import QdrantClient, models
+from qdrant_client import AsyncQdrantClient, QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
-from qdrant_client.local.qdrant_local import QdrantLocal
 
 from cde_rag import CorpusContext
 from cde_rag.errors import ContextMismatchError
+from cde_rag_qdrant._qdrant_internals import describe as describe  # re-exported
+from cde_rag_qdrant._qdrant_internals import is_local, open_local
 from cde_rag_qdrant.errors import (
+    ClientTypeError,
     CollectionConfigError,
     CollectionExistsError,
     CollectionNotFoundError,
     QdrantUnavailableError,
-    StoreLockedError,
 )
 from cde_rag_qdrant.options import CollectionOptions, options_of
 from cde_rag_qdrant.payload import FINGERPRINT_PAYLOAD_KEY, fingerprint_condition
@@ -39,34 +40,6 @@ GENERATION_SEPARATOR = "__cde_g"
 def physical_name(name: str, generation: int) -> str:
     """Name of the physical collection behind alias ``name`` at ``generation``."""
     return f"{name}{GENERATION_SEPARATOR}{generation}"
-
-
-_EMPTY_META = '{"collections": {}, "aliases": {}}'
-
-
-def _repair_interrupted_init(folder: str) -> None:
-    """Re-create a ``meta.json`` that a kill during the store's creation left empty.
-
-    qdrant-client writes later versions of ``meta.json`` atomically, but creates the first one
-    with a plain write: a process killed at that instant leaves an empty (or cut) file, and the
-    store never opens again. Such a file never held a collection, so it is safe to re-create.
-    """
-    meta = os.path.join(folder, "meta.json")
-    try:
-        with open(meta, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError):
-        return
-    if len(text) >= len(_EMPTY_META):
-        return  # a complete file (a broken large one is not ours to touch)
-    try:
-        json.loads(text)
-    except ValueError:
-        logger.warning("%s was cut by an interrupted store creation; re-creating it", meta)
-        tmp = meta + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(_EMPTY_META)
-        os.replace(tmp, meta)
 
 
 def connect(
@@ -94,6 +67,7 @@ def connect(
 
     Raises:
         StoreLockedError: The embedded store is open in another client or process.
+        StoreUnusableError: ``path`` is a file, read-only, or cannot be created.
         ValueError: More than one of ``path``, ``url``, ``location`` given, or none.
     """
     given = [x is not None for x in (path, url, location)]
@@ -104,37 +78,10 @@ def connect(
         )
         raise ValueError(msg)
     if path is not None:
-        folder = os.fspath(path)
-        _repair_interrupted_init(folder)
-        try:
-            return QdrantClient(path=folder)
-        except (RuntimeError, BlockingIOError) as exc:
-            if "already accessed" not in str(exc) and not isinstance(exc, BlockingIOError):
-                raise
-            msg = (
-                f"the embedded Qdrant store at {folder!r} is in use by another client or "
-                "process (local mode allows one at a time). Wait for the other process (for "
-                "example a running `cde-rag ingest`) to finish and retry, close the other "
-                "QdrantClient, or run a Qdrant server (docker compose up -d) and pass "
-                "--qdrant-url http://localhost:6333 for concurrent access."
-            )
-            raise StoreLockedError(msg) from exc
+        return open_local(os.fspath(path))
     if location is not None:
         return QdrantClient(location=location)
     return QdrantClient(url=url, api_key=api_key, timeout=timeout)
-
-
-def is_local(client: QdrantClient) -> bool:
-    """True for ``:memory:`` and embedded stores (no server)."""
-    return isinstance(client._client, QdrantLocal)
-
-
-def describe(client: QdrantClient) -> str:
-    """Where the client stores data, for messages."""
-    inner = client._client
-    if isinstance(inner, QdrantLocal):
-        return "in-memory store" if not inner.persistent else f"embedded store {inner.location!r}"
-    return f"Qdrant server {getattr(inner, 'rest_uri', '?')!r}"
 
 
 @contextmanager
@@ -160,7 +107,18 @@ def qdrant_errors(client: QdrantClient, action: str) -> Iterator[None]:
 
 
 def exists(client: QdrantClient, name: str) -> bool:
-    """Whether a collection or alias called ``name`` exists."""
+    """Whether a collection or alias called ``name`` exists.
+
+    Raises:
+        ClientTypeError: ``client`` is an ``AsyncQdrantClient`` (its calls return coroutines).
+    """
+    if isinstance(cast(object, client), AsyncQdrantClient):
+        msg = (
+            "got an AsyncQdrantClient where a QdrantClient is needed. Use "
+            "cde_rag_qdrant.AsyncContextualCollection (await AsyncContextualCollection.open("
+            "client, name, encoder)), or pass a QdrantClient."
+        )
+        raise ClientTypeError(msg)
     with qdrant_errors(client, f"check collection {name!r}"):
         return bool(client.collection_exists(name))
 
@@ -246,18 +204,18 @@ def create_physical(
     dim: int,
     record: ContextRecord,
     options: CollectionOptions | None = None,
+    *,
+    extra_metadata: Mapping[str, str] | None = None,
 ) -> None:
     """Create a physical collection holding ``record`` (plus a fingerprint index on servers).
 
-    ``options`` (quantization, on-disk, HNSW, shards, hybrid) are applied and recorded.
+    ``options`` (quantization, on-disk, HNSW, shards, hybrid) are applied and recorded;
+    ``extra_metadata`` is stored next to them.
     """
     opts = options or CollectionOptions()
+    metadata = {**record.to_metadata(), **opts.to_metadata(), **(extra_metadata or {})}
     with qdrant_errors(client, f"create collection {target!r}"):
-        client.create_collection(
-            target,
-            **opts.create_kwargs(dim),
-            metadata={**record.to_metadata(), **opts.to_metadata()},
-        )
+        client.create_collection(target, **opts.create_kwargs(dim), metadata=metadata)
         if not is_local(client):
             client.create_payload_index(
                 target,
@@ -357,6 +315,8 @@ def summarize(
         ContextMissingError: No record.
         ContextCorruptError: Invalid record.
     """
+    from cde_rag_qdrant.orphans import find_orphans  # imports this module
+
     info = collection_info(client, name)
     record = record or ContextRecord.from_metadata(info.config.metadata, name)
     sparse = SparseEncoder.from_metadata(info.config.metadata, name)
@@ -364,6 +324,15 @@ def summarize(
     with qdrant_errors(client, f"count {name!r}"):
         total = int(client.count(name, exact=True).count)
         current = int(client.count(name, count_filter=only_current, exact=True).count)
+        unstamped = int(client.count(name, count_filter=UNSTAMPED, exact=True).count)
+    if unstamped:
+        logger.warning(
+            "collection %s has %d points without a context fingerprint (written around "
+            "cde-rag); they are never searched. %s",
+            name,
+            unstamped,
+            UNSTAMPED_FIX,
+        )
     return CollectionSummary(
         name=name,
         physical_name=alias_target(client, name) or name,
@@ -385,7 +354,36 @@ def summarize(
         options=options_of(info, sparse).as_dict(),
         tenant=tenant,
         tenants=list(tenants),
+        points_unstamped=unstamped,
+        orphans=tuple(find_orphans(client, name)),
     )
+
+
+UNSTAMPED = models.Filter(
+    must=[models.IsEmptyCondition(is_empty=models.PayloadField(key=FINGERPRINT_PAYLOAD_KEY))]
+)
+"""Points without a context fingerprint (written by a tool other than cde-rag)."""
+UNSTAMPED_FIX = (
+    "Their context is unknown, so cde-rag never compares them with its vectors: re-embed them "
+    "with `cde-rag recontextualize` (or ContextualCollection.recontextualize()), or write "
+    "through cde-rag / its LangChain and LlamaIndex stores."
+)
+
+
+def require_current(client: QdrantClient, name: str, fingerprint: str) -> None:
+    """Before a write: refuse when the collection no longer stores context ``fingerprint``.
+
+    Raises:
+        ContextMismatchError: The collection was re-contextualized (or its record replaced).
+    """
+    stored = _stored_fingerprint(collection_info(client, name))
+    if stored != fingerprint:
+        msg = (
+            f"collection {name!r} now stores context {str(stored)[:12]}… but this object was "
+            f"opened with {fingerprint[:12]}… (it was recontextualized since); its points would "
+            "never be searched. Nothing was written: reopen it with ContextualCollection.open()."
+        )
+        raise ContextMismatchError(msg)
 
 
 def _stored_fingerprint(info: models.CollectionInfo) -> str | None:

@@ -41,7 +41,8 @@ from tenacity import (
 from tenacity.wait import wait_base
 
 from cde_rag.errors import InvalidInputError
-from cde_rag_qdrant._store import is_local, qdrant_errors
+from cde_rag_qdrant._qdrant_internals import is_local
+from cde_rag_qdrant._store import qdrant_errors
 from cde_rag_qdrant.errors import RequestTooLargeError
 
 logger = logging.getLogger(__name__)
@@ -341,7 +342,7 @@ def upload_session(
 
 
 def make_points(
-    ids: Sequence[str],
+    ids: Sequence[models.ExtendedPointId],
     vectors: Sequence[Sequence[float]],
     payloads: Sequence[dict[str, Any]],
     sparse: tuple[str, Sequence[models.SparseVector]] | None = None,

@@ -14,19 +14,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qdrant_client import QdrantClient
-
-from cde_rag import CDEEncoder, __version__
+from cde_rag import __version__
 from cde_rag.errors import (
     CDERagError,
     CheckpointError,
     ContextCorruptError,
     ContextMismatchError,
+    DatasetDownloadError,
     InvalidInputError,
 )
-from cde_rag_qdrant import _store
 from cde_rag_qdrant import cli_qdrant_options as qopts
-from cde_rag_qdrant.collection import ContextualCollection
+from cde_rag_qdrant import cli_verify
+from cde_rag_qdrant.cli_eval import add_eval_parser, run_eval
 from cde_rag_qdrant.errors import (
     CollectionEmptyError,
     CollectionNotFoundError,
@@ -34,12 +33,18 @@ from cde_rag_qdrant.errors import (
     QdrantUnavailableError,
     StoreLockedError,
 )
-from cde_rag_qdrant.ingest_files import Skipped, discover, read_documents
-from cde_rag_qdrant.recontextualize import rebuild
-from cde_rag_qdrant.record import ContextRecord
+from cde_rag_qdrant.names import collection_name_arg
 
 if TYPE_CHECKING:
+    from qdrant_client import QdrantClient
+
+    from cde_rag import CDEEncoder
+    from cde_rag_qdrant.ingest_files import Skipped
+    from cde_rag_qdrant.record import ContextRecord
     from cde_rag_qdrant.results import CollectionSummary
+
+# Only argparse and the light error modules load at start: `cde-rag --help`, `cde-rag CMD
+# --help` and usage errors never import torch or qdrant-client (tests/test_startup.py).
 
 logger = logging.getLogger("cde_rag_qdrant.cli")
 
@@ -65,11 +70,13 @@ exit codes:
   1    other error (message on stderr)
   2    usage error: bad arguments, missing paths, no supported files
   3    partial: some inputs were skipped (each reported as path:line: reason)
-  4    model could not be loaded (offline/unknown hub id: pass a local folder to --model)
+  4    model could not be loaded (offline/unknown hub id: pass a local folder to --model),
+       or verify's dataset could not be downloaded (pass a local copy to --dataset)
   5    the embedded store is in use by another process
   6    collection missing, empty, or without a cde-rag context
   7    stored context refused: corrupted, or made by another model
   8    Qdrant server unreachable or refused the API key
+  9    verify: the embeddings do not reproduce the model card's table
   130  interrupted
 
 examples:
@@ -77,7 +84,9 @@ examples:
   cde-rag search "how do I rotate keys?" --limit 5
   cde-rag info --json
   cde-rag recontextualize --check             # is a new context worth it?
+  cde-rag eval ./scifact                      # does the context pay on this data set?
   cde-rag search "q" --qdrant-url http://localhost:6333   # a server (docker compose up -d)
+  cde-rag verify --all-switches               # reproduce the cde-small-v2 card (needs the Hub)
 """
 
 
@@ -93,7 +102,10 @@ def _common() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     g = parent.add_argument_group("store and model")
     g.add_argument(
-        "--collection", default=DEFAULT_COLLECTION, help="collection (default: %(default)s)"
+        "--collection",
+        default=DEFAULT_COLLECTION,
+        type=collection_name_arg,
+        help="collection (default: %(default)s)",
     )
     g.add_argument(
         "--model",
@@ -172,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     recon.add_argument("--keep-old", action="store_true", help="keep the old collection")
     _context_options(recon)
     qopts.add_tenant_option(recon)
+    cli_verify.add_parser(sub, EPILOG)
+    add_eval_parser(sub, argparse.RawDescriptionHelpFormatter, EPILOG)
     return parser
 
 
@@ -188,10 +202,13 @@ def _note(args: argparse.Namespace, text: str) -> None:
 
 
 def _connect(args: argparse.Namespace) -> QdrantClient:
+    from cde_rag_qdrant import _store
+    from cde_rag_qdrant._qdrant_internals import is_store
+
     if args.qdrant_url:
         return _store.connect(url=args.qdrant_url, api_key=args.api_key)
     path = Path(args.qdrant_path or DEFAULT_PATH)
-    if args.command != "ingest" and not (path / "meta.json").is_file():
+    if args.command != "ingest" and not is_store(path):
         msg = (
             f"no embedded Qdrant store at {str(path)!r}; create one with `cde-rag ingest PATH"
             f" --qdrant-path {path}`, or pass --qdrant-path/--qdrant-url to point at yours"
@@ -201,6 +218,8 @@ def _connect(args: argparse.Namespace) -> QdrantClient:
 
 
 def _stored_record(client: QdrantClient, name: str) -> ContextRecord | None:
+    from cde_rag_qdrant import _store
+
     try:
         return _store.read_record(client, name)
     except (CollectionNotFoundError, ContextMissingError, ContextCorruptError):
@@ -208,6 +227,8 @@ def _stored_record(client: QdrantClient, name: str) -> ContextRecord | None:
 
 
 def _load_encoder(args: argparse.Namespace, record: ContextRecord | None) -> CDEEncoder:
+    from cde_rag import CDEEncoder
+
     model, revision = args.model, args.revision
     if model is None and record is not None:
         model, revision = record.model_id, revision or record.revision
@@ -240,6 +261,8 @@ def _report_skipped(args: argparse.Namespace, skipped: Sequence[Skipped]) -> Non
 
 def _read_inputs(args: argparse.Namespace) -> None:
     """Read the ingest inputs before touching the store (a typo creates nothing)."""
+    from cde_rag_qdrant.ingest_files import discover, read_documents
+
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         msg = f"no such file or folder: {', '.join(missing)}"
@@ -256,6 +279,9 @@ def _read_inputs(args: argparse.Namespace) -> None:
 
 
 def _ingest(args: argparse.Namespace, client: QdrantClient) -> int:
+    from cde_rag_qdrant import _store
+    from cde_rag_qdrant.collection import ContextualCollection
+
     files, docs, skipped = args.files, args.docs, args.skipped
     texts = [d.text for d in docs]
     record = _stored_record(client, args.collection)
@@ -340,6 +366,9 @@ def _ingest(args: argparse.Namespace, client: QdrantClient) -> int:
 
 
 def _search(args: argparse.Namespace, client: QdrantClient) -> int:
+    from cde_rag_qdrant import _store
+    from cde_rag_qdrant.collection import ContextualCollection
+
     if not args.query.strip():
         msg = "the query is empty"
         raise _Fail(msg, EXIT_USAGE)
@@ -385,6 +414,8 @@ def _search(args: argparse.Namespace, client: QdrantClient) -> int:
 
 
 def _info(args: argparse.Namespace, client: QdrantClient) -> int:
+    from cde_rag_qdrant import _store
+
     if args.tenant is None:
         record = _store.read_record(client, args.collection)
         record.to_context(args.collection)  # verify the bytes against the fingerprint
@@ -408,6 +439,15 @@ def _info(args: argparse.Namespace, client: QdrantClient) -> int:
         ]
         + ([f"tenant       {summary.tenant}"] if summary.tenant else [])
         + ([f"tenants      {', '.join(summary.tenants)}"] if summary.tenants else [])
+        + (
+            [
+                f"unstamped    {summary.points_unstamped} points without a context fingerprint. "
+                + _store.UNSTAMPED_FIX
+            ]
+            if summary.points_unstamped
+            else []
+        )
+        + [f"orphan       {o} (the next recontextualize removes it)" for o in summary.orphans]
     )
     _emit(args, data, human)
     return EXIT_OK
@@ -415,6 +455,7 @@ def _info(args: argparse.Namespace, client: QdrantClient) -> int:
 
 def _tenant_summary(client: QdrantClient, name: str, tenant: str) -> CollectionSummary:
     """Summary of one tenant: its context, its points (no model needed)."""
+    from cde_rag_qdrant import _store
     from cde_rag_qdrant import tenants as _tenants
 
     metadata = _store.collection_info(client, name).config.metadata
@@ -431,6 +472,8 @@ def _tenant_summary(client: QdrantClient, name: str, tenant: str) -> CollectionS
 
 
 def _recontextualize_tenant(args: argparse.Namespace, client: QdrantClient) -> int:
+    from cde_rag_qdrant.collection import ContextualCollection
+
     encoder = _load_encoder(args, _stored_record(client, args.collection))
     col = ContextualCollection.open(client, args.collection, encoder, tenant=args.tenant)
     if args.check:
@@ -461,6 +504,10 @@ def _recontextualize_tenant(args: argparse.Namespace, client: QdrantClient) -> i
 def _recontextualize(args: argparse.Namespace, client: QdrantClient) -> int:
     if args.tenant is not None:
         return _recontextualize_tenant(args, client)
+    from cde_rag_qdrant import _store
+    from cde_rag_qdrant.collection import ContextualCollection
+    from cde_rag_qdrant.recontextualize import rebuild
+
     record = _stored_record(client, args.collection)
     encoder = _load_encoder(args, record)
     if args.check:
@@ -503,6 +550,8 @@ _COMMANDS = {
     "info": _info,
     "recontextualize": _recontextualize,
 }
+_STORELESS = {"verify": cli_verify.run}
+"""Commands that neither need nor create a Qdrant store."""
 
 
 def _exit_code(exc: BaseException) -> int:
@@ -510,7 +559,7 @@ def _exit_code(exc: BaseException) -> int:
         return exc.code
     table: list[tuple[tuple[type[BaseException], ...], int]] = [
         ((StoreLockedError,), EXIT_LOCKED),
-        ((CheckpointError,), EXIT_MODEL),
+        ((CheckpointError, DatasetDownloadError), EXIT_MODEL),
         ((CollectionNotFoundError, CollectionEmptyError, ContextMissingError), EXIT_NO_COLLECTION),
         ((ContextCorruptError, ContextMismatchError), EXIT_CONTEXT),
         ((QdrantUnavailableError,), EXIT_UNAVAILABLE),
@@ -529,14 +578,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     client: QdrantClient | None = None
     try:
+        if args.command in _STORELESS:
+            return _STORELESS[args.command](args)
         if args.command == "ingest":
             _read_inputs(args)
+        if args.command == "eval":  # opens a store only for --collection
+            return run_eval(args, lambda: _connect(args))
         client = _connect(args)
         return _COMMANDS[args.command](args, client)
     except (_Fail, CDERagError) as exc:
         code = _exit_code(exc)
         print(f"cde-rag: error: {exc}", file=sys.stderr)
-        if code == EXIT_MODEL:
+        if code == EXIT_MODEL and isinstance(exc, CheckpointError):
             print(
                 "cde-rag: hint: pass a local checkpoint folder with --model PATH", file=sys.stderr
             )

@@ -12,19 +12,25 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from qdrant_client import QdrantClient, models
 
 from cde_rag import CDEEncoder, CorpusContext
 from cde_rag.errors import InvalidInputError
 from cde_rag.sampling import SamplingStrategy
+from cde_rag.validation import validate_text, validate_texts
 from cde_rag_qdrant import _store, recontextualize
 from cde_rag_qdrant import tenants as _tenants
 from cde_rag_qdrant._pipeline import PendingBatch, embed_and_upsert
 from cde_rag_qdrant._store import read_context, read_record
 from cde_rag_qdrant._upload import UploadOptions
-from cde_rag_qdrant.errors import CollectionConfigError, CollectionExistsError
+from cde_rag_qdrant.errors import (
+    CollectionConfigError,
+    CollectionEmptyError,
+    CollectionExistsError,
+)
+from cde_rag_qdrant.names import check_collection_name
 from cde_rag_qdrant.options import CollectionOptions, search_params
 from cde_rag_qdrant.payload import (
     CONTENT_PAYLOAD_KEY,
@@ -33,7 +39,6 @@ from cde_rag_qdrant.payload import (
     build_payload,
     check_ids,
     check_metadatas,
-    check_texts,
     fingerprint_condition,
     hit_from_point,
     metadata_filter,
@@ -175,6 +180,7 @@ class ContextualCollection:
                 "build one from)."
             )
             raise InvalidInputError(msg)
+        check_collection_name(collection_name)
         if _store.exists(client, collection_name):
             msg = (
                 f"collection {collection_name!r} already exists in {_store.describe(client)}; "
@@ -182,13 +188,14 @@ class ContextualCollection:
                 "name, encoder), or pick another name."
             )
             raise CollectionExistsError(msg)
-        if context is None and corpus is not None:
+        if context is None:
             context = encoder.build_context(
-                corpus, size=size, seed=seed, strategy=strategy, show_progress_bar=show_progress_bar
+                cast("Iterable[str]", corpus),  # not None: exactly one was given (checked above)
+                size=size,
+                seed=seed,
+                strategy=strategy,
+                show_progress_bar=show_progress_bar,
             )
-        if context is None:  # unreachable: checked above; narrows the type
-            msg = "no context"
-            raise InvalidInputError(msg)
         opts = options or CollectionOptions()
         if hybrid and not opts.hybrid:
             opts = dataclasses.replace(opts, hybrid=True)
@@ -414,8 +421,10 @@ class ContextualCollection:
 
         Raises:
             InvalidInputError: Bad texts, ids, metadatas or batch size.
+            ContextMismatchError: The collection was recontextualized since this object was
+                opened (nothing is written: its points would never be searched).
         """
-        items = check_texts(texts)
+        items = validate_texts(texts)
         keys = check_ids(ids, items)
         if self.tenant is not None:
             keys = [_tenants.tenant_point_id(self.tenant, k) for k in keys]
@@ -424,6 +433,10 @@ class ContextualCollection:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             msg = f"batch_size={batch_size!r}; expected a positive int."
             raise InvalidInputError(msg)
+        if self.tenant is None:
+            _store.require_current(self.client, self.name, self.fingerprint)
+        else:
+            _tenants.require_current(self.client, self.name, self.tenant, self.fingerprint)
 
         def batches() -> Iterator[PendingBatch]:
             for start in range(0, len(items), batch_size):
@@ -479,7 +492,8 @@ class ContextualCollection:
         else:
             flt = metadata_filter(query_filter) or models.Filter()
             selector = _tenants.delete_selector(self.tenant, self._has_tenants, query_filter=flt)
-        with _store.qdrant_errors(self.client, f"delete from {self.name!r}"):
+        action = f"delete points of {self.name!r}"
+        with _store.qdrant_errors(self.client, action):
             self.client.delete(self.name, points_selector=selector, wait=True)
 
     # -- reading -------------------------------------------------------------------------
@@ -525,9 +539,7 @@ class ContextualCollection:
             CollectionConfigError: ``"sparse"``/``"hybrid"`` on a dense-only collection.
             ContextMismatchError: The collection was recontextualized since it was opened.
         """
-        if not isinstance(query, str) or not query.strip():
-            msg = f"query={query!r:.60}; expected a non-empty str."
-            raise InvalidInputError(msg)
+        validate_text(query, "query")
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             msg = f"limit={limit!r}; expected a positive int."
             raise InvalidInputError(msg)
@@ -607,13 +619,20 @@ class ContextualCollection:
             The report; ``recommended`` says whether to call :meth:`recontextualize`.
 
         Raises:
-            InvalidInputError: No documents to measure.
+            InvalidInputError: ``texts`` is empty or invalid.
+            CollectionEmptyError: ``texts`` is None and the collection holds no texts.
         """
         docs = (
             list(texts)
             if texts is not None
             else recontextualize.sample_texts(self.client, self.name, sample=sample, seed=seed)
         )
+        if texts is None and not docs:
+            msg = (
+                f"collection {self.name!r} holds no texts to measure drift on; add documents "
+                f"first (cde-rag ingest PATH --collection {self.name})."
+            )
+            raise CollectionEmptyError(msg)
         return recontextualize.measure_drift(
             self.encoder, self.context, docs, show_progress_bar=show_progress_bar
         )
@@ -687,6 +706,7 @@ class ContextualCollection:
             skip_textless=skip_textless,
             keep_old=keep_old,
             show_progress_bar=show_progress_bar,
+            upload=self.upload_options,
         )
         fresh = ContextualCollection.open(self.client, self.name, self.encoder)
         self.record, self.context, self.fingerprint = fresh.record, fresh.context, fresh.fingerprint

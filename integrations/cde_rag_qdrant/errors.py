@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from cde_rag.errors import CDERagError, ContextError
+from cde_rag.errors import CDERagError, ContextError, InvalidInputError
 
 __all__ = [
+    "ClientTypeError",
     "CollectionConfigError",
     "CollectionEmptyError",
     "CollectionExistsError",
     "CollectionNotFoundError",
     "ContextMissingError",
+    "DatasetFormatError",
     "QdrantUnavailableError",
     "RequestTooLargeError",
     "StoreLockedError",
+    "StoreUnusableError",
     "TenantContextMissingError",
 ]
 
@@ -51,3 +54,15 @@ class RequestTooLargeError(CDERagError, ValueError):
 
 class TenantContextMissingError(ContextMissingError):
     """A tenant of a collection has no context of its own yet."""
+
+
+class DatasetFormatError(InvalidInputError):
+    """An evaluation data set (BEIR layout: corpus, queries, qrels) is missing or malformed."""
+
+
+class ClientTypeError(CDERagError, TypeError):
+    """A sync API was given an ``AsyncQdrantClient`` (or the reverse)."""
+
+
+class StoreUnusableError(CDERagError, OSError):
+    """An embedded store path is a file, read-only, or cannot be created."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from qdrant_client import models
@@ -127,19 +127,6 @@ def check_ids(ids: Sequence[str] | None, texts: list[str]) -> list[str]:
             msg = f"ids[{i}] = {key!r}; expected a non-empty str."
             raise InvalidInputError(msg)
     return [point_id(k) for k in items]
-
-
-def check_texts(texts: Iterable[str]) -> list[str]:
-    """Materialise and validate texts: non-empty, non-blank strings."""
-    if isinstance(texts, str | bytes):
-        msg = "texts must be a collection of strings, not a single string; wrap it: [text]."
-        raise InvalidInputError(msg)
-    items = list(texts)
-    for i, text in enumerate(items):
-        if not isinstance(text, str) or not text.strip():
-            msg = f"texts[{i}] = {text!r:.60}; expected a non-empty, non-blank str."
-            raise InvalidInputError(msg)
-    return items
 
 
 def hit_from_point(point: models.ScoredPoint) -> SearchHit:

@@ -9,9 +9,11 @@ runs are not carried over: pause writers first.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +23,7 @@ from cde_rag import CDEEncoder, CorpusContext
 from cde_rag.errors import ContextCorruptError, InvalidInputError
 from cde_rag.sampling import SamplingStrategy
 from cde_rag_qdrant import _store
+from cde_rag_qdrant._kill_points import AFTER_ALIAS_SWITCH, kill_point
 from cde_rag_qdrant._pipeline import PendingBatch, embed_and_upsert
 from cde_rag_qdrant._upload import UploadOptions
 from cde_rag_qdrant.errors import (
@@ -29,6 +32,7 @@ from cde_rag_qdrant.errors import (
     ContextMissingError,
 )
 from cde_rag_qdrant.options import options_of
+from cde_rag_qdrant.orphans import RETIRE_KEY, drop_orphans
 from cde_rag_qdrant.payload import CONTENT_PAYLOAD_KEY, FINGERPRINT_PAYLOAD_KEY
 from cde_rag_qdrant.record import ContextRecord
 from cde_rag_qdrant.results import DriftReport
@@ -199,6 +203,7 @@ def rebuild(
         raise CollectionConfigError(msg)
     sparse = SparseEncoder.from_metadata(info.config.metadata, name)
     options = options_of(info, sparse)
+    drop_orphans(client, name)
     current = _store.alias_target(client, name)
     source = current or name
     texts: list[str] = []
@@ -228,24 +233,79 @@ def rebuild(
     record = ContextRecord.from_context(context, encoder, generation=generation)
     target = _store.physical_name(name, generation)
     _store.drop_unpublished(client, target)
-    _store.create_physical(client, target, encoder.dim, record, options)
+    retire = current if current is not None and not keep_old else None
+    _store.create_physical(
+        client,
+        target,
+        encoder.dim,
+        record,
+        options,
+        extra_metadata=None if retire is None else {RETIRE_KEY: retire},
+    )
+    try:
+        _fill(
+            client,
+            source,
+            target,
+            encoder,
+            context,
+            batch_size,
+            len(texts),
+            show_progress_bar,
+            sparse=sparse,
+            upload=upload,
+        )
+    except BaseException:
+        # the new collection is unpublished and incomplete: remove it, keep the old one
+        with contextlib.suppress(Exception):
+            client.delete_collection(target)
+        raise
+    _switch(client, name, current, target, keep_old=keep_old)
+    logger.info(
+        "recontextualized %s: %d points re-embedded into %s with context %s",
+        name,
+        len(texts),
+        target,
+        context.fingerprint[:12],
+    )
+    return context
+
+
+def _fill(
+    client: QdrantClient,
+    source: str,
+    target: str,
+    encoder: CDEEncoder,
+    context: CorpusContext,
+    batch_size: int,
+    total: int,
+    show_progress_bar: bool | None,
+    *,
+    sparse: SparseEncoder | None,
+    upload: UploadOptions | None,
+) -> None:
+    """Re-embed every point of ``source`` that has text into ``target``, then verify the count.
+
+    Raises:
+        CollectionConfigError: ``target`` does not hold exactly the points written.
+    """
 
     def batches() -> Iterator[PendingBatch]:
-        page = PendingBatch([], [], [])
+        ids: list[models.ExtendedPointId] = []  # int or UUID, as the source has them
+        texts: list[str] = []
+        payloads: list[dict[str, Any]] = []
         for point in iter_points(client, source, page_size=batch_size):
             text = point_text(point)
             if text is None:
                 continue
-            page.ids.append(str(point.id))
-            page.texts.append(text)
-            page.payloads.append(
-                {**(point.payload or {}), FINGERPRINT_PAYLOAD_KEY: context.fingerprint}
-            )
-            if len(page.ids) == batch_size:
-                yield page
-                page = PendingBatch([], [], [])
-        if page.ids:
-            yield page
+            ids.append(point.id)
+            texts.append(text)
+            payloads.append({**(point.payload or {}), FINGERPRINT_PAYLOAD_KEY: context.fingerprint})
+            if len(ids) == batch_size:
+                yield PendingBatch(ids, texts, payloads)
+                ids, texts, payloads = [], [], []
+        if ids:
+            yield PendingBatch(ids, texts, payloads)
 
     written = embed_and_upsert(
         client,
@@ -255,7 +315,7 @@ def rebuild(
         batches(),
         document_prefix=encoder.document_prefix,
         batch_size=batch_size,
-        total=len(texts),
+        total=total,
         show_progress_bar=show_progress_bar,
         desc="Re-embed",
         sparse=sparse,
@@ -266,19 +326,10 @@ def rebuild(
     if stored != written:
         msg = (
             f"rebuilt collection {target!r} holds {stored} points, expected {written}; the "
-            f"alias {name!r} was not switched. Were points written to {name!r} meanwhile? "
-            "Pause writers and run recontextualize again."
+            "alias was not switched and the old collection is unchanged. Were points "
+            "written meanwhile? Pause writers and run recontextualize again."
         )
         raise CollectionConfigError(msg)
-    _switch(client, name, current, target, keep_old=keep_old)
-    logger.info(
-        "recontextualized %s: %d points re-embedded into %s with context %s",
-        name,
-        written,
-        target,
-        context.fingerprint[:12],
-    )
-    return context
 
 
 def _switch(
@@ -292,6 +343,7 @@ def _switch(
         if current is not None:
             delete = models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=name))
             client.update_collection_aliases(change_aliases_operations=[delete, create])
+            kill_point(AFTER_ALIAS_SWITCH)
             if not keep_old:
                 client.delete_collection(current)
             return

@@ -29,7 +29,6 @@ logger = logging.getLogger(__name__)
 METADATA_KEY = "cde_rag"
 """Collection metadata key holding the versioned context record."""
 
-RECORD_FORMAT = "cde-rag-context"
 RECORD_VERSION = 1
 
 _HEX64 = r"^[0-9a-f]{64}$"

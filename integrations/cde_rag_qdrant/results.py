@@ -51,6 +51,10 @@ class CollectionSummary:
             shards, hybrid; see ``CollectionOptions``).
         tenant: The tenant reported on (its context and points), or None.
         tenants: Tenants of the collection that have their own context.
+        points_unstamped: Points without a context fingerprint (written around cde-rag);
+            never searched. Fix: ``recontextualize`` re-embeds them.
+        orphans: Unpublished physical collections an interrupted rebuild left behind (the
+            next ``recontextualize`` removes them).
     """
 
     name: str
@@ -73,11 +77,14 @@ class CollectionSummary:
     options: dict[str, Any] = field(default_factory=dict)
     tenant: str | None = None
     tenants: list[str] = field(default_factory=list)
+    points_unstamped: int = 0
+    orphans: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able dict (for ``--json`` output)."""
         data = asdict(self)
         data["context_shape"] = list(self.context_shape)
+        data["orphans"] = list(self.orphans)
         return data
 
 

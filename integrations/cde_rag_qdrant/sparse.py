@@ -1,6 +1,6 @@
-"""Lexical sparse vectors for hybrid search, computed offline (no model download).
+r"""Lexical sparse vectors for hybrid search, computed offline (no model download).
 
-Texts are split into lowercase Unicode word tokens (``\\w+``, so ``ERR_CONN_4012`` and
+Texts are split into lowercase Unicode word tokens (``\w+``, so ``ERR_CONN_4012`` and
 ``parse_config_file`` stay whole), stemmed with the Snowball stemmer of the chosen language
 (``snowballstemmer``) and hashed into a stable 32-bit id space (BLAKE2b, 4 bytes). Documents get
 BM25's term-frequency part, ``tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avg_len))``;

@@ -31,6 +31,7 @@ from cde_rag.errors import ContextMismatchError, InvalidInputError
 from cde_rag.sampling import SamplingStrategy
 from cde_rag_qdrant import _store
 from cde_rag_qdrant._pipeline import PendingBatch, embed_and_upsert
+from cde_rag_qdrant._qdrant_internals import is_local
 from cde_rag_qdrant._upload import UploadOptions
 from cde_rag_qdrant.errors import (
     CollectionEmptyError,
@@ -151,7 +152,9 @@ def delete_selector(
     return models.FilterSelector(filter=models.Filter(must=[*scope, last]))
 
 
-def check_current(client: QdrantClient, name: str, tenant: str, fingerprint: str) -> None:
+def check_current(
+    client: QdrantClient, name: str, tenant: str, fingerprint: str, note: str = ""
+) -> None:
     """After an empty search: refuse a tenant context replaced since it was opened.
 
     Raises:
@@ -161,10 +164,20 @@ def check_current(client: QdrantClient, name: str, tenant: str, fingerprint: str
     if now.fingerprint != fingerprint:
         msg = (
             f"tenant {tenant!r} of {name!r} now has context {now.fingerprint[:12]}… but this "
-            f"object was opened with {fingerprint[:12]}…; reopen it with "
+            f"object was opened with {fingerprint[:12]}…;{note} reopen it with "
             "ContextualCollection.open(..., tenant=...)."
         )
         raise ContextMismatchError(msg)
+
+
+def require_current(client: QdrantClient, name: str, tenant: str, fingerprint: str) -> None:
+    """Before a write: refuse when ``tenant``'s stored context is no longer ``fingerprint``.
+
+    Raises:
+        ContextMismatchError: The tenant was re-contextualized since it was opened.
+    """
+    note = " its points would never be searched. Nothing was written:"
+    check_current(client, name, tenant, fingerprint, note)
 
 
 def _record_meta(key: str, record: ContextRecord) -> dict[str, Any]:
@@ -187,7 +200,7 @@ def store_tenant(client: QdrantClient, name: str, tenant: str, record: ContextRe
         raise CollectionExistsError(msg)
     marker = {"format": TENANTS_FORMAT, "version": TENANTS_VERSION, "payload_key": "tenant"}
     with _store.qdrant_errors(client, f"update collection {name!r}"):
-        if not _store.is_local(client) and not has_tenants(info.config.metadata):
+        if not is_local(client) and not has_tenants(info.config.metadata):
             client.create_payload_index(
                 name,
                 field_name=TENANT_PAYLOAD_KEY,
@@ -280,20 +293,22 @@ def recontextualize_tenant(
             client.update_collection(name, metadata=_record_meta(_NEXT_PREFIX + tenant, pending))
 
     def batches() -> Iterator[PendingBatch]:
-        page = PendingBatch([], [], [])
+        ids: list[models.ExtendedPointId] = []
+        texts: list[str] = []
+        payloads: list[dict[str, Any]] = []
         for point in _tenant_points(client, name, tenant, page_size=batch_size):
             payload = point.payload or {}
             text = _text(point)
             if text is None or payload.get(FINGERPRINT_PAYLOAD_KEY) == context.fingerprint:
                 continue
-            page.ids.append(str(point.id))
-            page.texts.append(text)
-            page.payloads.append({**payload, FINGERPRINT_PAYLOAD_KEY: context.fingerprint})
-            if len(page.ids) == batch_size:
-                yield page
-                page = PendingBatch([], [], [])
-        if page.ids:
-            yield page
+            ids.append(point.id)
+            texts.append(text)
+            payloads.append({**payload, FINGERPRINT_PAYLOAD_KEY: context.fingerprint})
+            if len(ids) == batch_size:
+                yield PendingBatch(ids, texts, payloads)
+                ids, texts, payloads = [], [], []
+        if ids:
+            yield PendingBatch(ids, texts, payloads)
 
     written = embed_and_upsert(
         client,

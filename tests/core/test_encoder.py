@@ -509,7 +509,8 @@ BAD_TEXTS = [
     pytest.param(["ok", 3], r"texts\[1\] is 3 \(int\)", id="int-item"),
     pytest.param([""], r"texts\[0\] is '': empty or whitespace-only", id="empty"),
     pytest.param(["ok", " \n\t "], r"texts\[1\] is .*: empty or whitespace-only", id="blank"),
-    pytest.param((t for t in ["ok"]), r"must be a sequence of strings", id="generator"),
+    pytest.param({"ok": 1}, r"texts must be a list of strings; got dict", id="mapping"),
+    pytest.param(["ok", "bad \udcff byte"], r"texts\[1\] holds a lone surrogate", id="surrogate"),
 ]
 
 
@@ -530,7 +531,8 @@ def test_bad_texts_are_refused(
     ("corpus", "match"),
     [
         pytest.param([], r"corpus is empty", id="empty"),
-        pytest.param("one document", r"not a single string", id="bare-str"),
+        pytest.param("one document", r"not a single str; wrap it", id="bare-str"),
+        pytest.param(["ok", "\udc80"], r"corpus\[1\] holds a lone surrogate", id="surrogate"),
         pytest.param(["ok", None], r"corpus\[1\] is None", id="none-item"),
         pytest.param(["ok", "  "], r"corpus\[1\] is '  ': empty or whitespace-only", id="blank"),
     ],

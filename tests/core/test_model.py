@@ -9,7 +9,9 @@ import torch
 from torch.testing import assert_close
 
 from cde_rag import CDEEncoder
+from cde_rag.config import parse_config
 from cde_rag.model._ops import mean_pool
+from cde_rag.model.weights import load_model
 from tests.conftest import V1_TINY, V2_TINY, golden
 
 G2 = golden(V2_TINY)
@@ -135,3 +137,28 @@ def test_switches_can_be_set_in_config_json() -> None:
     )
     assert parse_config(v1).output_residual is False
     assert parse_config(v1).pool_ignore_instruction_tokens is False
+
+
+def test_contextual_pooling_switch_averages_the_prefix_rows_in() -> None:
+    """``pool_ignore_contextual_tokens=false`` pools context and soft-prompt rows too (§7.5)."""
+    data = json.loads((V2_TINY / "config.json").read_text())
+    config = parse_config({**data, "pool_ignore_contextual_tokens": False}, instruction_end_id=25)
+    assert config.pool_ignore_contextual_tokens is False
+    model = load_model(config, V2_TINY / "model.safetensors")
+    stage2 = model.second_stage_model
+    ids, mask = G2["docs.input_ids"], G2["docs.attention_mask"]
+    with torch.inference_mode():
+        ctx = stage2.prepare_context(G2["dataset_embeddings"])
+        full = stage2.hidden_states(ids, mask, ctx, full_output=True)
+        out = stage2(ids, mask, ctx)
+    n_prefix = ctx.shape[0] + config.n_soft_prompt
+    text_weights = stage2.pool_mask(ids, mask).double()
+    expected = []
+    for row in range(ids.shape[0]):
+        rows = torch.cat([full[row, :n_prefix].double(), full[row, n_prefix:].double()])
+        weights = torch.cat([torch.ones(n_prefix, dtype=torch.double), text_weights[row]])
+        expected.append((rows * weights[:, None]).sum(0) / weights.sum())
+    with torch.inference_mode():
+        projected = stage2.project(torch.stack(expected).float())
+    assert_close(out, projected, rtol=0, atol=1e-5)
+    assert (out - G2["docs.embeddings"]).abs().max() > 1e-2  # differs from the default

@@ -18,12 +18,17 @@ EMB_ATOL = 1e-5
 HIDDEN_ATOL = 5e-5
 
 
-@pytest.fixture(scope="module", params=["v2", "v1"])
+@pytest.fixture(scope="module", params=["v2-padded", "v2-packed", "v1-padded", "v1-packed"])
 def case(request: pytest.FixtureRequest) -> tuple[str, CDEEncoder, dict[str, torch.Tensor], Path]:
-    folder = V2_TINY if request.param == "v2" else V1_TINY
-    options = {"nomic_rotary_mode": "repo_hf"} if request.param == "v1" else {}
-    encoder = CDEEncoder.from_pretrained(folder, device="cpu", max_length=40, **options)
-    return request.param, encoder, golden(folder), folder
+    """Each model through both batch layouts (``attention="padded"`` and ``"packed"``)."""
+    version, attention = request.param.split("-")
+    folder = V2_TINY if version == "v2" else V1_TINY
+    options = {"nomic_rotary_mode": "repo_hf"} if version == "v1" else {}
+    encoder = CDEEncoder.from_pretrained(
+        folder, device="cpu", max_length=40, attention=attention, **options
+    )
+    assert encoder.attention == attention
+    return version, encoder, golden(folder), folder
 
 
 def _ids(encoder: CDEEncoder, texts: list[str], g: dict[str, torch.Tensor], key: str) -> None:

@@ -187,11 +187,12 @@ def test_diverse_handles_a_large_corpus() -> None:
 @pytest.mark.parametrize(
     ("corpus", "size", "strategy", "match"),
     [
-        (["ok", None, "fine"], 2, "uniform", r"Document 1 is None .*remove or fill"),
-        (["ok", "fine", 42], 2, "uniform", r"Document 2 is 42 of type int"),
-        (["ok", "", "fine"], 2, "uniform", r"Document 1 is '', an empty .*remove or fill"),
-        (["ok", "fine", " \n\t"], 2, "diverse", r"Document 2 is ' \\n\\t', an empty"),
-        ("a whole document", 2, "uniform", r"not a single string"),
+        (["ok", None, "fine"], 2, "uniform", r"corpus\[1\] is None \(NoneType\)"),
+        (["ok", "fine", 42], 2, "uniform", r"corpus\[2\] is 42 \(int\)"),
+        (["ok", "", "fine"], 2, "uniform", r"corpus\[1\] is '': empty .*remove it"),
+        (["ok", "fine", " \n\t"], 2, "diverse", r"corpus\[2\] is ' \\n\\t': empty"),
+        ("a whole document", 2, "uniform", r"not a single str; wrap it"),
+        (["ok", "x\udc80"], 1, "uniform", r"corpus\[1\] holds a lone surrogate"),
         ([], 2, "uniform", r"corpus is empty"),
         (["ok", "fine"], 0, "uniform", r"positive integer, got 0"),
         (["ok", "fine"], -3, "uniform", r"positive integer, got -3"),

@@ -6,7 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +59,9 @@ def test_lazy_load_from_model_alias_and_fields(v2_context: CorpusContext) -> Non
         model=str(V2_TINY), device="cpu", batch_size=2, normalize=False, context=v2_context
     )
     assert embeddings.model_name == str(V2_TINY)
-    assert embeddings._encoder is None  # loaded on first use
+    assert not embeddings.core.loaded  # loaded on first use
     vectors = np.asarray(embeddings.embed_documents(corpus_texts()[:3]))
-    assert embeddings._encoder is not None
+    assert embeddings.core.loaded
     assert not np.allclose(np.linalg.norm(vectors, axis=1), 1.0)  # normalize=False honoured
     raw = embeddings.encoder.embed_documents(corpus_texts()[:3], v2_context, normalize=False)
     np.testing.assert_allclose(vectors, raw, rtol=0, atol=1e-6)
@@ -70,7 +70,7 @@ def test_lazy_load_from_model_alias_and_fields(v2_context: CorpusContext) -> Non
 
 def test_unknown_fields_are_forbidden() -> None:
     with pytest.raises(ValidationError, match="extra"):
-        CDEEmbeddings(model_kwargs={"device": "cpu"})  # type: ignore[call-arg]
+        CDEEmbeddings(model_kwargz={"device": "cpu"})  # type: ignore[call-arg]
 
 
 def test_fit_builds_and_binds(v2_encoder_session: CDEEncoder) -> None:
@@ -152,26 +152,31 @@ async def test_concurrent_async_calls_match_sync(
 async def test_async_calls_do_not_block_the_event_loop(
     v2_encoder: CDEEncoder, v2_context: CorpusContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = v2_encoder.embed_queries
+    """The model call blocks until the event loop releases it: only a worker thread can wait.
 
-    def slow(texts: Any, context: CorpusContext, **kwargs: Any) -> Any:
-        time.sleep(0.3)  # stands in for a long forward pass (which releases the GIL too)
+    Run on the loop's own thread, the call would hold the loop, the loop could never set
+    ``release``, and the call fails after the bound below (a failure bound, not a timing).
+    """
+    real = v2_encoder.embed_queries
+    started, release = threading.Event(), threading.Event()
+    callers: list[int] = []
+
+    def gated(texts: Any, context: CorpusContext, **kwargs: Any) -> Any:
+        callers.append(threading.get_ident())
+        started.set()
+        if not release.wait(timeout=60):
+            msg = "the event loop never ran while the model was busy: it is blocked"
+            raise AssertionError(msg)
         return real(texts, context, **kwargs)
 
-    monkeypatch.setattr(v2_encoder, "embed_queries", slow)
+    monkeypatch.setattr(v2_encoder, "embed_queries", gated)
     embeddings = CDEEmbeddings(encoder=v2_encoder, context=v2_context)
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    task = asyncio.create_task(ticker())
-    await asyncio.gather(embeddings.aembed_query("a"), embeddings.aembed_query("b"))
-    task.cancel()
-    assert ticks >= 20  # the loop kept running during ~0.6 s of serialised model time
+    work = asyncio.gather(embeddings.aembed_query("a"), embeddings.aembed_query("b"))
+    assert await asyncio.to_thread(started.wait, 60)  # the model call is in progress ...
+    release.set()  # ... and the loop, still running, lets it finish
+    results = await work
+    assert len(results) == 2 and all(len(r) == v2_encoder.dim for r in results)
+    assert callers and threading.main_thread().ident not in callers
 
 
 def test_missing_extra_names_the_pip_command() -> None:

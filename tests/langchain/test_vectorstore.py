@@ -86,10 +86,11 @@ def test_a_different_context_is_refused(
     wrong = CDEEmbeddings(encoder=v2_encoder_session, context=other)
     with pytest.raises(ContextMismatchError, match="stores context"):
         qdrant_vector_store(client, "docs", wrong)
-    with pytest.raises(ContextMismatchError, match="from_qdrant"):
+    with pytest.raises(ContextMismatchError, match="qdrant_vector_store"):
         CDEQdrantVectorStore(client, "docs", embedding=wrong)
-    with pytest.raises(ContextNotSetError, match="from_qdrant"):
-        CDEQdrantVectorStore(client, "docs", embedding=CDEEmbeddings(encoder=v2_encoder_session))
+    unbound = CDEEmbeddings(encoder=v2_encoder_session)
+    CDEQdrantVectorStore(client, "docs", embedding=unbound)  # binds the stored context
+    assert unbound.context == read_context(client, "docs")
     with pytest.raises(InvalidInputError, match="CDEEmbeddings"):
         CDEQdrantVectorStore(client, "docs", embedding=FakeEmbeddings(size=64))
     with pytest.raises(InvalidInputError, match="content_payload_key"):
@@ -112,7 +113,7 @@ def test_unbound_embeddings_are_bound_by_the_helper(
     assert opened.embeddings.context == store.embeddings.context  # type: ignore[union-attr]
     assert opened.embeddings.batch_size == 3
     assert opened.embeddings.encoder is v2_encoder_session
-    assert given.context is None  # the caller's object is left as it was
+    assert given.context == read_context(client, "docs")  # bound in place
 
 
 def test_payload_layout_and_cde_rag_reads_langchain_points(
@@ -122,7 +123,7 @@ def test_payload_layout_and_cde_rag_reads_langchain_points(
     assert len(points) == len(TEXTS)
     for point in points:
         payload = point.payload or {}
-        assert set(payload) == {"page_content", "metadata", "cde_context"}
+        assert set(payload) == {"page_content", "metadata", "cde_context", "cde_id"}
         assert payload["cde_context"] == store.fingerprint
         vector = v2_encoder_session.embed_documents(
             [payload["page_content"]], read_context(client, "docs")
@@ -184,8 +185,10 @@ def test_from_texts_creates_a_cde_collection(
     )
     assert more.fingerprint == stored.fingerprint
     assert client.count("fitted").count == len(corpus_texts()) + 1
-    with pytest.raises(InvalidInputError, match="client="):
-        CDEQdrantVectorStore.from_texts(TEXTS, store.embeddings, path="/tmp/x")
+    with pytest.raises(InvalidInputError, match="not both"):
+        CDEQdrantVectorStore.from_texts(TEXTS, store.embeddings, client=client, path="/tmp/x")
+    with pytest.raises(InvalidInputError, match="where is the Qdrant store"):
+        CDEQdrantVectorStore.from_texts(TEXTS, store.embeddings)
 
 
 def test_plain_collection_without_context_is_refused(
@@ -262,3 +265,18 @@ def test_a_shared_encoder_serves_several_adapters(
     b = CDEEmbeddings.from_qdrant(client, "docs", encoder=twin)
     assert a.encoder is b.encoder is twin
     assert a.embed_query(QUERY) == b.embed_query(QUERY)
+
+
+def test_from_texts_with_location_and_from_existing_collection_with_client(
+    v2_encoder_session: CDEEncoder,
+) -> None:
+    store = CDEQdrantVectorStore.from_texts(
+        TEXTS, CDEEmbeddings(encoder=v2_encoder_session), location=":memory:", collection_name="m"
+    )
+    fitted = read_context(store.client, "m")  # no context given: fitted on the texts
+    assert fitted == v2_encoder_session.build_context(TEXTS, show_progress_bar=False)
+    again = CDEQdrantVectorStore.from_existing_collection(
+        "m", CDEEmbeddings(encoder=v2_encoder_session), client=store.client
+    )
+    assert again.fingerprint == fitted.fingerprint
+    assert again.similarity_search(TEXTS[4], k=1)[0].page_content == TEXTS[4]

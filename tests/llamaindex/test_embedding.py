@@ -6,7 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ def test_class_name_and_fields(v2_context: CorpusContext) -> None:
     assert CDEEmbedding.class_name() == "CDEEmbedding"
     assert embed_model.to_dict()["class_name"] == "CDEEmbedding"
     assert embed_model.embed_batch_size == 32
-    assert embed_model._encoder is None  # loaded on first use
+    assert not embed_model.core.loaded  # loaded on first use
     assert len(embed_model.get_query_embedding(QUERY)) == 64
 
 
@@ -37,8 +37,10 @@ def test_no_context_refuses_with_the_fix(v2_encoder_session: CDEEncoder) -> None
     embed_model = CDEEmbedding(encoder=v2_encoder_session)
     with pytest.raises(ContextNotSetError, match=r"set_context.*fit\(corpus\).*from_qdrant"):
         embed_model.get_query_embedding(QUERY)
+    strict = CDEEmbedding(encoder=v2_encoder_session, auto_fit=False)
     with pytest.raises(ContextNotSetError):
-        embed_model.get_text_embedding_batch(["a", "b"])
+        strict.get_text_embedding_batch(["a", "b"])
+    assert embed_model.context is None  # a query never fits a context
 
 
 def test_query_and_text_use_their_prefixes(
@@ -134,26 +136,31 @@ async def test_concurrent_async_calls_match_sync(
 async def test_async_calls_do_not_block_the_event_loop(
     v2_encoder: CDEEncoder, v2_context: CorpusContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = v2_encoder.embed_documents
+    """The model call blocks until the event loop releases it: only a worker thread can wait.
 
-    def slow(texts: Any, context: CorpusContext, **kwargs: Any) -> Any:
-        time.sleep(0.3)
+    Run on the loop's own thread, the call would hold the loop, the loop could never set
+    ``release``, and the call fails after the bound below (a failure bound, not a timing).
+    """
+    real = v2_encoder.embed_documents
+    started, release = threading.Event(), threading.Event()
+    callers: list[int] = []
+
+    def gated(texts: Any, context: CorpusContext, **kwargs: Any) -> Any:
+        callers.append(threading.get_ident())
+        started.set()
+        if not release.wait(timeout=60):
+            msg = "the event loop never ran while the model was busy: it is blocked"
+            raise AssertionError(msg)
         return real(texts, context, **kwargs)
 
-    monkeypatch.setattr(v2_encoder, "embed_documents", slow)
+    monkeypatch.setattr(v2_encoder, "embed_documents", gated)
     embed_model = CDEEmbedding(encoder=v2_encoder, context=v2_context, embed_batch_size=1)
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    task = asyncio.create_task(ticker())
-    await embed_model.aget_text_embedding_batch(["a", "b"])
-    task.cancel()
-    assert ticks >= 20
+    work = asyncio.ensure_future(embed_model.aget_text_embedding_batch(["a", "b"]))
+    assert await asyncio.to_thread(started.wait, 60)  # the model call is in progress ...
+    release.set()  # ... and the loop, still running, lets it finish
+    results = await work
+    assert len(results) == 2 and all(len(r) == v2_encoder.dim for r in results)
+    assert callers and threading.main_thread().ident not in callers
 
 
 def test_missing_extra_names_the_pip_command() -> None:

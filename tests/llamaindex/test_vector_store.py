@@ -103,8 +103,9 @@ def test_a_different_context_is_refused(
         open_qdrant_store(client, "docs", wrong)
     with pytest.raises(ContextMismatchError, match="open_qdrant_store"):
         CDEQdrantVectorStore("docs", client, embed_model=wrong)
-    with pytest.raises(ContextNotSetError, match="from_qdrant"):
-        CDEQdrantVectorStore("docs", client, embed_model=CDEEmbedding(encoder=v2_encoder_session))
+    unbound = CDEEmbedding(encoder=v2_encoder_session)
+    CDEQdrantVectorStore("docs", client, embed_model=unbound)  # binds it to the stored context
+    assert unbound.context == read_context(client, "docs")
     with pytest.raises(InvalidInputError, match="hybrid"):
         CDEQdrantVectorStore("docs", client, enable_hybrid=True)
 
@@ -112,8 +113,11 @@ def test_a_different_context_is_refused(
 def test_no_lazy_collection_without_context(
     client: QdrantClient, v2_encoder_session: CDEEncoder
 ) -> None:
-    with pytest.raises(CollectionNotFoundError, match="create_qdrant_store"):
-        CDEQdrantVectorStore("missing", client)
+    store = CDEQdrantVectorStore("missing", client)  # created by the first add, with a context
+    with pytest.raises(ContextNotSetError, match="cannot tell which corpus context"):
+        store.add([TextNode(text="x", embedding=[0.0] * 64)])  # vectors of unknown context
+    with pytest.raises(CollectionNotFoundError, match="does not exist yet"):
+        store.query(VectorStoreQuery(query_str="x"))
     with pytest.raises(CollectionNotFoundError, match=r"ContextualCollection\.create"):
         open_qdrant_store(client, "missing", v2_encoder_session)
     assert not client.collection_exists("missing")
@@ -211,7 +215,7 @@ def test_recontextualized_collection_is_detected(
     new = read_context(client, "docs")
     assert new != embed_model.context
 
-    with pytest.raises(ContextMismatchError, match=r"re-contextualized.*rebind\(\)"):
+    with pytest.raises(ContextMismatchError, match=r"re-contextualized.*open_qdrant_store"):
         index.as_retriever().retrieve(QUERY)
     with pytest.raises(ContextMismatchError, match="re-contextualized"):
         store.add([TextNode(text="x", embedding=[0.0] * 64)])

@@ -106,7 +106,7 @@ def test_search_options(col: ContextualCollection) -> None:
     best = col.search(TEXTS[0], limit=20)
     threshold = (best[0].score + best[1].score) / 2
     assert len(col.search(TEXTS[0], limit=20, score_threshold=threshold)) == 1
-    with pytest.raises(InvalidInputError, match="non-empty"):
+    with pytest.raises(InvalidInputError, match="empty or whitespace-only"):
         col.search("   ")
     with pytest.raises(InvalidInputError, match="limit"):
         col.search("x", limit=0)
@@ -131,7 +131,7 @@ def test_delete_by_ids_and_filter(col: ContextualCollection) -> None:
     assert col.count() == 9
     with pytest.raises(InvalidInputError, match="exactly one"):
         col.delete()
-    with pytest.raises(InvalidInputError, match="single string"):
+    with pytest.raises(InvalidInputError, match="single str"):
         col.delete("d2")  # type: ignore[arg-type]
     assert col.count() == 9
 
@@ -154,8 +154,12 @@ def test_add_validates_before_writing(col: ContextualCollection) -> None:
         col.add(["a", "b"], ids=["x"])
     with pytest.raises(InvalidInputError, match="JSON"):
         col.add(["a"], metadatas=[{"bad": object()}])
-    with pytest.raises(InvalidInputError, match="single string"):
+    with pytest.raises(InvalidInputError, match="single str"):
         col.add("just one")
+    with pytest.raises(InvalidInputError, match=r"texts\[0\] holds a lone surrogate '\\udcff'"):
+        col.add(["bytes \udcff read with surrogateescape"])
+    with pytest.raises(InvalidInputError, match=r"query holds a lone surrogate"):
+        col.search("\ud800")
     assert col.count() == len(TEXTS)
     assert col.add([]) == []
 
