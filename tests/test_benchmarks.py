@@ -87,3 +87,15 @@ def test_gpu_benchmark_quick_on_cpu(tmp_path: Path) -> None:
     assert isinstance(verdicts, dict)
     assert verdicts["packed_equals_padded"] and verdicts["fast_path_agrees"]
     assert "fast_path_3x" in verdicts  # a speed verdict: printed, not asserted on CPU
+
+
+@pytest.mark.slow
+def test_server_benchmark_quick(tmp_path: Path) -> None:
+    data = _quick("bench_server.py", tmp_path)
+    assert data["all_answers_correct"] is True  # nothing lost, every answer its own vectors
+    for mode in ("batching", "no_batching"):
+        run = data[mode]
+        assert isinstance(run, dict)
+        assert run["lost"] == 0 and run["wrong"] == 0
+        assert run["max_abs_diff"] <= 1e-5
+        assert run["requests"] == 80

@@ -72,3 +72,14 @@ def test_errors_refine_builtins() -> None:
     err = errors.OptionalDependencyError("LangChain is missing.", extra="langchain")
     assert err.extra == "langchain"
     assert "pip install 'cde-rag[langchain]'" in str(err)
+
+
+def test_server_exports() -> None:
+    import cde_rag_qdrant.server as server
+
+    assert sorted(server.__all__) == [
+        "ContextRegistry",
+        "ModelEntry",
+        "ServerSettings",
+        "create_app",
+    ]

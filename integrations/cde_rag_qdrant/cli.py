@@ -24,7 +24,7 @@ from cde_rag.errors import (
     InvalidInputError,
 )
 from cde_rag_qdrant import cli_qdrant_options as qopts
-from cde_rag_qdrant import cli_verify
+from cde_rag_qdrant import cli_serve, cli_verify
 from cde_rag_qdrant.cli_eval import add_eval_parser, run_eval
 from cde_rag_qdrant.errors import (
     CollectionEmptyError,
@@ -186,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     qopts.add_tenant_option(recon)
     cli_verify.add_parser(sub, EPILOG)
     add_eval_parser(sub, argparse.RawDescriptionHelpFormatter, EPILOG)
+    cli_serve.add_parser(sub, EPILOG)
     return parser
 
 
@@ -580,6 +581,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in _STORELESS:
             return _STORELESS[args.command](args)
+        if args.command == "serve":
+            return cli_serve.run(args)
         if args.command == "ingest":
             _read_inputs(args)
         if args.command == "eval":  # opens a store only for --collection

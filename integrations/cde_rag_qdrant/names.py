@@ -16,7 +16,7 @@ def check_collection_name(name: object) -> str:
 
     Raises:
         InvalidInputError: Not a str, empty or blank, too long, or with a character Qdrant
-            refuses (``< > : " / \\ | ? *``, control characters) or cde-rag reserves
+            refuses (``< > : " / \ | ? *``, control characters) or cde-rag reserves
             (``__cde_g``, the separator of its physical collection names).
     """
     if not isinstance(name, str) or not name.strip():

@@ -215,6 +215,6 @@ def test_a_bare_string_is_refused_not_split_into_characters(
         if adapter.name == "langchain"
         else (lambda: store._query_model().get_text_embedding_batch("abc"))
     )
-    with pytest.raises(InvalidInputError, match="not a single string"):
+    with pytest.raises(InvalidInputError, match="not a single str"):
         call()
     assert col.count() == len(TEXTS)
