@@ -13,10 +13,10 @@ from langchain_qdrant import QdrantVectorStore, RetrievalMode, SparseEmbeddings,
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
 from cde_rag.errors import InvalidInputError
-from cde_rag_qdrant._store import read_sparse
 from cde_rag_qdrant.errors import CollectionConfigError
 from cde_rag_qdrant.query import query_kwargs
 from cde_rag_qdrant.sparse import SparseEncoder
+from cde_rag_qdrant.store import read_sparse
 
 _MODES = {RetrievalMode.DENSE: "dense", RetrievalMode.SPARSE: "sparse"}
 _MODES[RetrievalMode.HYBRID] = "hybrid"

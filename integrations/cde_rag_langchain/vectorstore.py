@@ -27,9 +27,9 @@ from cde_rag_langchain import _points
 from cde_rag_langchain.embeddings import CDEEmbeddings
 from cde_rag_langchain.sparse import lexical_request, with_sparse_defaults
 from cde_rag_qdrant import ContextualCollection
-from cde_rag_qdrant._store import drop_collection, exists
 from cde_rag_qdrant.binding import BoundContext, require_same
 from cde_rag_qdrant.errors import ClientTypeError
+from cde_rag_qdrant.store import drop_collection, exists
 
 logger = logging.getLogger(__name__)
 

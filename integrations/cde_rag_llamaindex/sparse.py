@@ -14,8 +14,8 @@ from typing import Any
 from qdrant_client import QdrantClient
 
 from cde_rag.errors import InvalidInputError
-from cde_rag_qdrant._store import read_sparse
 from cde_rag_qdrant.sparse import SparseEncoder
+from cde_rag_qdrant.store import read_sparse
 
 SparseFn = Callable[[list[str]], tuple[list[list[int]], list[list[float]]]]
 

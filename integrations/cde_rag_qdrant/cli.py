@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cde_rag import __version__
+import cde_rag
 from cde_rag.errors import (
     CDERagError,
     CheckpointError,
@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"cde-rag {__version__}")
+    parser.add_argument("--version", action="version", version=f"cde-rag {cde_rag.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = _common()
     kw: dict[str, Any] = {"parents": [common], "epilog": EPILOG}

@@ -9,6 +9,7 @@ import pytest
 from qdrant_client import QdrantClient
 
 from cde_rag import CDEEncoder
+from cde_rag.errors import ContextMismatchError
 from cde_rag_langchain import qdrant_vector_store
 from cde_rag_qdrant import ContextualCollection
 from cde_rag_qdrant.errors import TenantContextMissingError
@@ -46,3 +47,26 @@ def test_a_store_per_tenant(client: QdrantClient, v2_encoder_session: CDEEncoder
     assert all("ERR_X" not in d.page_content for d in acme.similarity_search("ERR_X", k=50))
     with pytest.raises(TenantContextMissingError, match="initech"):
         qdrant_vector_store(client, "lc_tenants", v2_encoder_session, tenant="initech")
+
+
+def test_tenant_stores_delete_their_points_and_see_a_tenant_recontextualize(
+    client: QdrantClient, v2_encoder_session: CDEEncoder
+) -> None:
+    col = ContextualCollection.create(client, "lc_tenants", v2_encoder_session, corpus=PLAIN)
+    col.add_tenant("acme", corpus=PLAIN).add(PLAIN[:3])
+    col.add_tenant("globex", corpus=DOCS).add(DOCS[:3])
+    acme = qdrant_vector_store(client, "lc_tenants", v2_encoder_session, tenant="acme")
+    globex = qdrant_vector_store(client, "lc_tenants", v2_encoder_session, tenant="globex")
+    [shared] = acme.add_texts(["a text acme wrote"], ids=["same-id"])
+    # a delete through the other tenant's store does not reach acme's point
+    globex.delete(["same-id"])
+    assert [d.id for d in acme.get_by_ids([shared])] == ["same-id"]
+    acme.delete(["same-id"])
+    assert acme.get_by_ids([shared]) == []
+    # a tenant recontextualized in place (no alias move) is caught by a short search
+    ContextualCollection.open(
+        client, "lc_tenants", v2_encoder_session, tenant="globex"
+    ).recontextualize(size=4, seed=1)
+    with pytest.raises(ContextMismatchError, match="re-contextualized"):
+        globex.similarity_search("error", k=50)
+    assert len(acme.similarity_search("error", k=50)) == 3  # acme's context is unchanged

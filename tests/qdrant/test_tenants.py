@@ -7,7 +7,7 @@ import pytest
 from qdrant_client import QdrantClient, models
 
 from cde_rag import CDEEncoder, CorpusContext
-from cde_rag.errors import InvalidInputError
+from cde_rag.errors import ContextMismatchError, InvalidInputError
 from cde_rag_qdrant import CollectionConfigError, CollectionExistsError, ContextualCollection
 from cde_rag_qdrant.errors import TenantContextMissingError
 from cde_rag_qdrant.record import METADATA_KEY
@@ -88,6 +88,23 @@ def test_a_tenant_recontextualize_leaves_the_others_untouched(
     assert client.get_collection(name).config.metadata[METADATA_KEY]["fingerprint"] == (
         base.fingerprint  # the collection's own record is unchanged
     )
+
+
+def test_a_stale_tenant_view_writes_nothing(
+    base: ContextualCollection, client: QdrantClient, name: str, v2_encoder_session: CDEEncoder
+) -> None:
+    stale = ContextualCollection.open(client, name, v2_encoder_session, tenant="acme")
+    ContextualCollection.open(client, name, v2_encoder_session, tenant="acme").recontextualize(
+        size=6, seed=3
+    )
+    with pytest.raises(ContextMismatchError, match="Nothing was written"):
+        stale.add(["written under a replaced tenant context"])
+    fresh = ContextualCollection.open(client, name, v2_encoder_session, tenant="acme")
+    assert fresh.count() == len(ACME)
+    # the other tenant's view is still current: its writes go through
+    globex = ContextualCollection.open(client, name, v2_encoder_session, tenant="globex")
+    globex.add(["ERR_NEW_0001: still current"])
+    assert globex.count() == len(GLOBEX) + 1
 
 
 def test_tenant_errors(
