@@ -25,11 +25,7 @@ from cde_rag_qdrant import tenants as _tenants
 from cde_rag_qdrant._pipeline import PendingBatch, embed_and_upsert
 from cde_rag_qdrant._store import read_context, read_record
 from cde_rag_qdrant._upload import UploadOptions
-from cde_rag_qdrant.errors import (
-    CollectionConfigError,
-    CollectionEmptyError,
-    CollectionExistsError,
-)
+from cde_rag_qdrant.errors import CollectionEmptyError, CollectionExistsError
 from cde_rag_qdrant.names import check_collection_name
 from cde_rag_qdrant.options import CollectionOptions, search_params
 from cde_rag_qdrant.payload import (
@@ -47,7 +43,7 @@ from cde_rag_qdrant.payload import (
 from cde_rag_qdrant.query import check_mode, query_kwargs
 from cde_rag_qdrant.record import ContextRecord
 from cde_rag_qdrant.results import CollectionSummary, DriftReport, SearchHit
-from cde_rag_qdrant.sparse import SparseEncoder
+from cde_rag_qdrant.sparse import SparseEncoder, sparse_of
 
 __all__ = [
     "CONTENT_PAYLOAD_KEY",
@@ -261,16 +257,7 @@ class ContextualCollection:
         record = ContextRecord.from_metadata(metadata, collection_name)
         if tenant is not None:
             record = _tenants.tenant_record(metadata, collection_name, tenant)
-        sparse = SparseEncoder.from_metadata(metadata, collection_name)
-        if sparse is not None and sparse.vector_name not in (
-            info.config.params.sparse_vectors or {}
-        ):
-            msg = (
-                f"collection {collection_name!r} records the sparse vector "
-                f"{sparse.vector_name!r} but has no such sparse vector; it was edited by "
-                "another tool. Rebuild it with `cde-rag recontextualize`."
-            )
-            raise CollectionConfigError(msg)
+        sparse = sparse_of(info, collection_name)
         context = record.to_context(collection_name)
         context.check_compatible(encoder)
         if (record.query_prefix, record.document_prefix) != (
@@ -349,12 +336,10 @@ class ContextualCollection:
 
     def _scope(self) -> list[models.Condition]:
         """Conditions every read of this object applies: its context and its tenant."""
-        must: list[models.Condition] = [fingerprint_condition(self.fingerprint)]
-        if self.tenant is not None:
-            must.append(_tenants.tenant_condition(self.tenant))
-        elif self._has_tenants:
-            must.append(_tenants.untenanted_condition())
-        return must
+        return [
+            fingerprint_condition(self.fingerprint),
+            *_tenants.read_scope(self.tenant, self._has_tenants),
+        ]
 
     @classmethod
     def attach_context(
@@ -675,7 +660,7 @@ class ContextualCollection:
                 whole-collection rebuild of a collection with tenants.
         """
         if self.tenant is not None:
-            context = _tenants.recontextualize_tenant(
+            self.record, self.context = _tenants.recontextualize_tenant(
                 self.client,
                 self.name,
                 self.encoder,
@@ -688,12 +673,7 @@ class ContextualCollection:
                 upload=self.upload_options,
                 show_progress_bar=show_progress_bar,
             )
-            self.record = _tenants.tenant_record(
-                _store.collection_info(self.client, self.name).config.metadata,
-                self.name,
-                self.tenant,
-            )
-            self.context, self.fingerprint = context, context.fingerprint
+            self.fingerprint = self.context.fingerprint
             return self
         recontextualize.rebuild(
             self.client,

@@ -178,3 +178,21 @@ class SparseEncoder:
         except (TypeError, InvalidInputError) as exc:
             msg = f"collection {collection_name!r}: invalid sparse encoder record ({exc})."
             raise CollectionConfigError(msg) from exc
+
+
+def sparse_of(info: models.CollectionInfo, collection_name: str) -> SparseEncoder | None:
+    """The sparse encoder a collection records, checked against its sparse vectors.
+
+    Raises:
+        CollectionConfigError: The recorded sparse vector is missing (edited by another tool),
+            or its record is unreadable.
+    """
+    sparse = SparseEncoder.from_metadata(info.config.metadata, collection_name)
+    if sparse is not None and sparse.vector_name not in (info.config.params.sparse_vectors or {}):
+        msg = (
+            f"collection {collection_name!r} records the sparse vector {sparse.vector_name!r} "
+            "but has no such sparse vector; it was edited by another tool. Rebuild it with "
+            "`cde-rag recontextualize`."
+        )
+        raise CollectionConfigError(msg)
+    return sparse

@@ -87,6 +87,13 @@ def untenanted_condition() -> models.IsEmptyCondition:
     return models.IsEmptyCondition(is_empty=models.PayloadField(key=TENANT_PAYLOAD_KEY))
 
 
+def read_scope(tenant: str | None, has_tenants: bool) -> list[models.Condition]:
+    """Conditions a view's reads add: its tenant's points, or the points of no tenant."""
+    if tenant is not None:
+        return [tenant_condition(tenant)]
+    return [untenanted_condition()] if has_tenants else []
+
+
 def has_tenants(metadata: Mapping[str, Any] | None) -> bool:
     """Whether a collection's metadata marks it as having tenants."""
     return TENANTS_METADATA_KEY in (metadata or {})
@@ -252,7 +259,7 @@ def recontextualize_tenant(
     batch_size: int = 64,
     upload: UploadOptions | None = None,
     show_progress_bar: bool | None = None,
-) -> CorpusContext:
+) -> tuple[ContextRecord, CorpusContext]:
     """Build a new context for ``tenant`` from its texts and re-embed only its points, in place.
 
     The new record is noted first (``cde_rag_tenant_next:``), then the tenant's points are
@@ -262,7 +269,7 @@ def recontextualize_tenant(
     see only points not yet re-embedded: pause its writers and readers.
 
     Returns:
-        The tenant's new context.
+        The tenant's new record (as stored) and context.
 
     Raises:
         TenantContextMissingError: The tenant has no context.
@@ -336,4 +343,4 @@ def recontextualize_tenant(
         written,
         context.fingerprint[:12],
     )
-    return context
+    return pending, context
