@@ -49,6 +49,20 @@ def test_ingest_benchmark_quick(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_quantization_benchmark_quick(tmp_path: Path) -> None:
+    data = _quick("bench_quantization.py", tmp_path)
+    keys = ["none default"] + [
+        f"{q} {s}" for q in ("int8", "binary") for s in ("no rescore", "rescore", "rescore x2")
+    ]
+    for key in keys:
+        entry = data[key]
+        assert isinstance(entry, dict) and 0.0 <= entry["recall"] <= 1.0
+    assert data["none default"]["recall"] == 1.0  # type: ignore[index]
+    if data["local"]:  # local mode searches exactly, whatever the quantization
+        assert all(data[k]["recall"] == 1.0 for k in keys)  # type: ignore[index]
+
+
+@pytest.mark.slow
 def test_startup_benchmark_quick(tmp_path: Path) -> None:
     data = _quick("bench_startup.py", tmp_path)
     seconds = data["seconds"]

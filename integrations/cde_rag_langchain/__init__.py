@@ -19,11 +19,13 @@ except ImportError as exc:
 
 from cde_rag_langchain.embeddings import CDEEmbeddings
 from cde_rag_langchain.helpers import create_qdrant_vector_store, qdrant_vector_store
+from cde_rag_langchain.sparse import CDESparseEmbeddings
 from cde_rag_langchain.vectorstore import CDEQdrantVectorStore
 
 __all__ = [
     "CDEEmbeddings",
     "CDEQdrantVectorStore",
+    "CDESparseEmbeddings",
     "create_qdrant_vector_store",
     "qdrant_vector_store",
 ]

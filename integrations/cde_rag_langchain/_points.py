@@ -66,21 +66,34 @@ def build_points(
     metas: list[dict[str, Any]],
     vectors: list[list[float]],
     fingerprint: str,
+    *,
+    stamp: dict[str, str] | None = None,
+    sparse: tuple[str, list[models.SparseVector]] | None = None,
 ) -> list[models.PointStruct]:
-    """Points in cde-rag's layout plus the caller's id."""
-    return [
-        models.PointStruct(
-            id=point_id(key),
-            vector=vector,
-            payload={
-                CONTENT_PAYLOAD_KEY: text,
-                METADATA_PAYLOAD_KEY: meta,
-                FINGERPRINT_PAYLOAD_KEY: fingerprint,
-                ID_PAYLOAD_KEY: key,
-            },
+    """Points in cde-rag's layout plus the caller's id.
+
+    ``stamp`` adds payload entries (a tenant's); ``sparse`` adds the named lexical vector of
+    a hybrid collection, one per text.
+    """
+    sparse_vectors: list[models.SparseVector | None] = (
+        [None] * len(keys) if sparse is None else list(sparse[1])
+    )
+    points = []
+    for key, text, meta, vector, lexical in zip(
+        keys, texts, metas, vectors, sparse_vectors, strict=True
+    ):
+        payload = {
+            CONTENT_PAYLOAD_KEY: text,
+            METADATA_PAYLOAD_KEY: meta,
+            FINGERPRINT_PAYLOAD_KEY: fingerprint,
+            ID_PAYLOAD_KEY: key,
+            **(stamp or {}),
+        }
+        vec: models.VectorStruct = (
+            vector if sparse is None or lexical is None else {"": vector, sparse[0]: lexical}
         )
-        for key, text, meta, vector in zip(keys, texts, metas, vectors, strict=True)
-    ]
+        points.append(models.PointStruct(id=point_id(key), vector=vec, payload=payload))
+    return points
 
 
 def to_document(point: Any) -> Document:

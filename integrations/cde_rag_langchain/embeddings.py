@@ -258,6 +258,7 @@ class CDEEmbeddings(BaseModel, Embeddings):
         collection_name: str,
         *,
         encoder: CDEEncoder | None = None,
+        tenant: str | None = None,
         **fields: Any,
     ) -> CDEEmbeddings:
         """Open a cde-rag Qdrant collection and bind its stored context.
@@ -267,16 +268,19 @@ class CDEEmbeddings(BaseModel, Embeddings):
             collection_name: Collection or alias created by cde-rag.
             encoder: An already-loaded encoder. Without it and without ``model``, the model
                 recorded in the stored context (id and revision) is loaded.
+            tenant: Bind this tenant's own context (a collection with tenants).
             **fields: Other fields (``model``, ``device``, ``batch_size``, ``on_stale``, ...).
 
         Raises:
             ContextMissingError: The collection has no cde-rag context.
+            TenantContextMissingError: ``tenant`` has no context of its own.
             ContextCorruptError: The stored context does not validate.
             ContextMismatchError: The model is not the one that made the context.
         """
         from cde_rag_qdrant.binding import BoundContext
 
-        bound = BoundContext.open(client, collection_name, on_stale=fields.get("on_stale", "raise"))
+        on_stale = fields.get("on_stale", "raise")
+        bound = BoundContext.open(client, collection_name, on_stale=on_stale, tenant=tenant)
         if encoder is None and "model" not in fields and "model_name" not in fields:
             fields["model_name"] = bound.context.provenance.model_id
             fields.setdefault("revision", bound.context.provenance.revision)

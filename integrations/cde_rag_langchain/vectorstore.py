@@ -19,16 +19,17 @@ from typing import Any
 
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
-from langchain_qdrant import QdrantVectorStore
+from langchain_qdrant import QdrantVectorStore, RetrievalMode
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
 from cde_rag.errors import ContextMismatchError, InvalidInputError
 from cde_rag_langchain import _points
 from cde_rag_langchain.embeddings import CDEEmbeddings
+from cde_rag_langchain.sparse import lexical_request, with_sparse_defaults
 from cde_rag_qdrant import ContextualCollection
-from cde_rag_qdrant._store import drop_collection, exists
 from cde_rag_qdrant.binding import BoundContext, require_same
 from cde_rag_qdrant.errors import ClientTypeError
+from cde_rag_qdrant.store import drop_collection, exists
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,11 @@ class CDEQdrantVectorStore(QdrantVectorStore):
       stored record first.
     - ``client`` may be an ``AsyncQdrantClient``: then use the async methods (``aadd_texts``,
       ``aadd_documents``, ``asimilarity_search[_with_score]``, ``aget_by_ids``, ``adelete``).
+    - ``retrieval_mode=RetrievalMode.HYBRID`` (or ``SPARSE``) on a hybrid cde-rag collection
+      searches its lexical sparse vector too (:class:`CDESparseEmbeddings`, fused by Qdrant);
+      points written then carry both vectors.
+    - ``tenant=`` binds one tenant of the collection: its own context, its points only
+      (stamped on write, filtered on search and delete).
     """
 
     def __init__(
@@ -59,6 +65,8 @@ class CDEQdrantVectorStore(QdrantVectorStore):
         client: QdrantClient | AsyncQdrantClient,
         collection_name: str,
         embedding: Embeddings | None = None,
+        *,
+        tenant: str | None = None,
         **kwargs: Any,
     ) -> None:
         """Wrap an existing cde-rag collection.
@@ -67,13 +75,17 @@ class CDEQdrantVectorStore(QdrantVectorStore):
             client: A ``QdrantClient`` or an ``AsyncQdrantClient``.
             collection_name: The collection or alias, created by cde-rag.
             embedding: :class:`CDEEmbeddings`, unbound or bound to the collection's context.
+            tenant: Work on this tenant only: its own context, its points.
             **kwargs: Other ``QdrantVectorStore`` options; payload keys, vector name and
-                distance are fixed to cde-rag's layout.
+                distance are fixed to cde-rag's layout. ``retrieval_mode=RetrievalMode.HYBRID``
+                (or ``SPARSE``) needs a hybrid collection and a sync client.
 
         Raises:
             InvalidInputError: Not ``CDEEmbeddings``, or other payload keys / vector name.
             ContextMismatchError: The embeddings hold another context.
             ContextMissingError: The collection has no cde-rag context.
+            TenantContextMissingError: ``tenant`` has no context of its own.
+            CollectionConfigError: A lexical retrieval mode on a dense-only collection.
         """
         for key, value in _FIXED.items():
             if kwargs.setdefault(key, value) != value:
@@ -90,12 +102,15 @@ class CDEQdrantVectorStore(QdrantVectorStore):
             raise InvalidInputError(msg)
         kwargs.setdefault("validate_collection_config", False)  # cde-rag validates the record
         kwargs.setdefault("validate_embeddings", False)
+        kwargs = with_sparse_defaults(client, collection_name, kwargs)
         super().__init__(client, collection_name, embedding, **kwargs)  # type: ignore[arg-type]
         self._cde_embeddings = embedding
         self._cde_client: QdrantClient | AsyncQdrantClient = client
         self._cde_bound: BoundContext | None = None
+        self._cde_tenant = tenant
         if not isinstance(client, AsyncQdrantClient):
-            self._pair(BoundContext.open(client, collection_name, on_stale=embedding.on_stale))
+            on_stale = embedding.on_stale
+            self._pair(BoundContext.open(client, collection_name, on_stale=on_stale, tenant=tenant))
 
     # -- binding -------------------------------------------------------------------------
 
@@ -113,8 +128,11 @@ class CDEQdrantVectorStore(QdrantVectorStore):
             if not isinstance(client, AsyncQdrantClient):
                 msg = "async methods of this store need an AsyncQdrantClient; use the sync ones"
                 raise ClientTypeError(msg)
-            on_stale = self._cde_embeddings.on_stale
-            self._pair(await BoundContext.aopen(client, self.collection_name, on_stale=on_stale))
+            on_stale, tenant = self._cde_embeddings.on_stale, self._cde_tenant
+            bound = await BoundContext.aopen(
+                client, self.collection_name, on_stale=on_stale, tenant=tenant
+            )
+            self._pair(bound)
         return self._bound()
 
     def _bound(self) -> BoundContext:
@@ -174,7 +192,13 @@ class CDEQdrantVectorStore(QdrantVectorStore):
             stop = start + batch_size
             vectors = self._cde_embeddings._documents(items[start:stop], check=False)
             points = _points.build_points(
-                keys[start:stop], items[start:stop], metas[start:stop], vectors, bound.fingerprint
+                keys[start:stop],
+                items[start:stop],
+                metas[start:stop],
+                vectors,
+                bound.fingerprint,
+                stamp=bound.stamp(),
+                sparse=self._sparse_for(items[start:stop]),
             )
             client.upsert(self.collection_name, points=points, **kwargs)
         return keys
@@ -199,7 +223,13 @@ class CDEQdrantVectorStore(QdrantVectorStore):
             chunk = items[start:stop]
             vectors = await asyncio.to_thread(self._cde_embeddings._documents, chunk, check=False)
             points = _points.build_points(
-                keys[start:stop], chunk, metas[start:stop], vectors, bound.fingerprint
+                keys[start:stop],
+                chunk,
+                metas[start:stop],
+                vectors,
+                bound.fingerprint,
+                stamp=bound.stamp(),
+                sparse=self._sparse_for(chunk),
             )
             await client.upsert(self.collection_name, points=points, **kwargs)
         return keys
@@ -217,7 +247,7 @@ class CDEQdrantVectorStore(QdrantVectorStore):
         if ids is None:
             msg = "delete() needs ids=[...] (nothing was deleted)."
             raise InvalidInputError(msg)
-        selector = models.PointIdsList(points=_points.point_ids(ids))
+        selector = self._delete_selector(ids)
         result = client.delete(self.collection_name, points_selector=selector, **kwargs)
         return result.status == models.UpdateStatus.COMPLETED
 
@@ -229,9 +259,32 @@ class CDEQdrantVectorStore(QdrantVectorStore):
         if ids is None:
             msg = "adelete() needs ids=[...] (nothing was deleted)."
             raise InvalidInputError(msg)
-        selector = models.PointIdsList(points=_points.point_ids(ids))
+        await self._apair()
+        selector = self._delete_selector(list(ids))
         result = await client.delete(self.collection_name, points_selector=selector, **kwargs)
         return result.status == models.UpdateStatus.COMPLETED
+
+    def _delete_selector(self, ids: Sequence[str | int]) -> models.PointsSelector:
+        """The points of ``ids``; of this store's tenant only, when it has one."""
+        points = _points.point_ids(ids)
+        bound = self._bound()
+        if bound.tenant is None:
+            return models.PointIdsList(points=points)
+        flt = bound.tenant_filter()
+        return models.FilterSelector(
+            filter=models.Filter(must=[*(flt.must or []), models.HasIdCondition(has_id=points)])
+        )
+
+    def _sparse_for(self, texts: list[str]) -> tuple[str, list[models.SparseVector]] | None:
+        """The named lexical vectors of ``texts`` (lexical retrieval modes only)."""
+        sparse = self._sparse_embeddings if self.retrieval_mode != RetrievalMode.DENSE else None
+        if sparse is None:
+            return None
+        vectors = [
+            models.SparseVector(indices=v.indices, values=v.values)
+            for v in sparse.embed_documents(texts)
+        ]
+        return self.sparse_vector_name, vectors
 
     # -- reading -------------------------------------------------------------------------
 
@@ -269,17 +322,17 @@ class CDEQdrantVectorStore(QdrantVectorStore):
         """
         client = self._sync_client("similarity_search")
         bound = self._bound()
-        options: dict[str, Any] = {"search_params": search_params, "offset": offset}
-        options |= {"score_threshold": score_threshold, "consistency": consistency, **kwargs}
+        options: dict[str, Any] = {"offset": offset, "score_threshold": score_threshold}
+        options |= {"consistency": consistency, **kwargs}
         while True:
-            vector = self._cde_embeddings._query(query, check=False)
+            vector = None
+            if self.retrieval_mode != RetrievalMode.SPARSE:
+                vector = self._cde_embeddings._query(query, check=False)
+            request = lexical_request(
+                self, query, vector, k, bound.scoped(filter), search_params, hybrid_fusion
+            )
             points = client.query_points(
-                self.collection_name,
-                query=vector,
-                query_filter=bound.scoped(filter),
-                limit=k,
-                with_payload=True,
-                **options,
+                self.collection_name, limit=k, with_payload=True, **request, **options
             ).points
             if not bound.after_search(len(points), k, self._fix()):
                 return [(_points.to_document(p), p.score) for p in points]
@@ -292,15 +345,17 @@ class CDEQdrantVectorStore(QdrantVectorStore):
         if not isinstance(client, AsyncQdrantClient):
             return await super().asimilarity_search_with_score(query, k, filter=filter, **kwargs)
         bound = await self._apair()
+        search_params = kwargs.pop("search_params", None)
+        fusion = kwargs.pop("hybrid_fusion", None)
         while True:
-            vector = await asyncio.to_thread(self._cde_embeddings._query, query, check=False)
+            vector = None
+            if self.retrieval_mode != RetrievalMode.SPARSE:
+                vector = await asyncio.to_thread(self._cde_embeddings._query, query, check=False)
+            request = lexical_request(
+                self, query, vector, k, bound.scoped(filter), search_params, fusion
+            )
             response = await client.query_points(
-                self.collection_name,
-                query=vector,
-                query_filter=bound.scoped(filter),
-                limit=k,
-                with_payload=True,
-                **kwargs,
+                self.collection_name, limit=k, with_payload=True, **request, **kwargs
             )
             points = response.points
             if not await bound.aafter_search(len(points), k, self._fix()):

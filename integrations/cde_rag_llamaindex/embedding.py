@@ -251,18 +251,22 @@ class CDEEmbedding(BaseEmbedding):
         collection_name: str,
         *,
         encoder: CDEEncoder | None = None,
+        tenant: str | None = None,
         **fields: Any,
     ) -> CDEEmbedding:
         """Open a cde-rag Qdrant collection and bind its stored context.
 
         Without ``encoder`` and ``model_name``, the model recorded with the context is loaded.
+        ``tenant`` binds that tenant's own context (a collection with tenants).
 
         Raises:
             ContextMissingError: The collection has no cde-rag context.
+            TenantContextMissingError: ``tenant`` has no context of its own.
             ContextCorruptError: The stored context does not validate.
             ContextMismatchError: The model is not the one that made the context.
         """
-        bound = BoundContext.open(client, collection_name, on_stale=fields.get("on_stale", "raise"))
+        on_stale = fields.get("on_stale", "raise")
+        bound = BoundContext.open(client, collection_name, on_stale=on_stale, tenant=tenant)
         if encoder is None and "model_name" not in fields:
             fields["model_name"] = bound.context.provenance.model_id
             fields.setdefault("revision", bound.context.provenance.revision)

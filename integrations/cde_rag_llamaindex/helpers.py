@@ -19,6 +19,8 @@ def open_qdrant_store(
     client: QdrantClient,
     collection_name: str,
     embed_model_or_encoder: CDEEmbedding | CDEEncoder | None = None,
+    *,
+    tenant: str | None = None,
     **kwargs: Any,
 ) -> tuple[CDEQdrantVectorStore, CDEEmbedding]:
     """Open a cde-rag collection for LlamaIndex: the store and an embedding bound to it.
@@ -29,7 +31,9 @@ def open_qdrant_store(
         embed_model_or_encoder: Supplies the model: :class:`CDEEmbedding` (its encoder and
             options are reused; a context it already holds must be the collection's), a loaded
             ``CDEEncoder``, or None to load the model recorded in the context.
-        **kwargs: Other ``QdrantVectorStore`` options.
+        tenant: Open one tenant of the collection: its own context, its points only.
+        **kwargs: Other ``QdrantVectorStore`` options (``enable_hybrid=True`` on a hybrid
+            collection).
 
     Returns:
         ``(vector_store, embed_model)``: pass both to ``VectorStoreIndex``.
@@ -37,6 +41,7 @@ def open_qdrant_store(
     Raises:
         CollectionNotFoundError: No such collection.
         ContextMissingError: The collection has no cde-rag context.
+        TenantContextMissingError: ``tenant`` has no context of its own.
         ContextMismatchError: The given embedding holds another context, or the model is not
             the one that made the stored context.
 
@@ -46,8 +51,10 @@ def open_qdrant_store(
         ...     store, embed_model=embed_model
         ... )
     """
-    embed_model = _bound_embedding(client, collection_name, embed_model_or_encoder)
-    store = CDEQdrantVectorStore(collection_name, client, embed_model=embed_model, **kwargs)
+    embed_model = _bound_embedding(client, collection_name, embed_model_or_encoder, tenant)
+    store = CDEQdrantVectorStore(
+        collection_name, client, embed_model=embed_model, tenant=tenant, **kwargs
+    )
     return store, embed_model
 
 
@@ -61,6 +68,7 @@ def create_qdrant_store(
     size: int | None = None,
     seed: int = 0,
     strategy: Literal["uniform", "diverse"] = "uniform",
+    tenant: str | None = None,
     **kwargs: Any,
 ) -> tuple[CDEQdrantVectorStore, CDEEmbedding]:
     """Create a cde-rag collection (storing its context) and open it for LlamaIndex.
@@ -77,7 +85,9 @@ def create_qdrant_store(
         size: Context rows when building (default: the model's).
         seed: Sampling seed when building.
         strategy: ``"uniform"`` or ``"diverse"`` when building.
-        **kwargs: Other ``QdrantVectorStore`` options.
+        tenant: Also register the context as this tenant's and open the tenant's store.
+        **kwargs: Other ``QdrantVectorStore`` options; ``enable_hybrid=True`` creates a hybrid
+            collection (dense CDE + lexical sparse vector) and searches it in hybrid mode.
 
     Returns:
         ``(vector_store, embed_model)`` bound to the new collection.
@@ -112,14 +122,20 @@ def create_qdrant_store(
         seed=seed,
         strategy=strategy,
         show_progress_bar=False,
+        hybrid=bool(kwargs.get("enable_hybrid")),
+        tenant=tenant,
     )
-    return open_qdrant_store(client, collection_name, embed_model_or_encoder, **kwargs)
+    return open_qdrant_store(
+        client, collection_name, embed_model_or_encoder, tenant=tenant, **kwargs
+    )
 
 
-def _bound_embedding(client: QdrantClient, collection_name: str, source: object) -> CDEEmbedding:
+def _bound_embedding(
+    client: QdrantClient, collection_name: str, source: object, tenant: str | None = None
+) -> CDEEmbedding:
     """An embedding for ``collection_name``, reusing ``source`` (see :func:`open_qdrant_store`)."""
     if source is None or isinstance(source, CDEEncoder):
-        return CDEEmbedding.from_qdrant(client, collection_name, encoder=source)
+        return CDEEmbedding.from_qdrant(client, collection_name, encoder=source, tenant=tenant)
     if not isinstance(source, CDEEmbedding):
         msg = f"expected CDEEmbedding, a CDEEncoder or None; got {type(source).__name__}."
         raise InvalidInputError(msg)
@@ -133,6 +149,7 @@ def _bound_embedding(client: QdrantClient, collection_name: str, source: object)
             client,
             collection_name,
             encoder=source.encoder,
+            tenant=tenant,
             callback_manager=source.callback_manager,
             **fields,
         )

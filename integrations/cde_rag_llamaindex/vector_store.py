@@ -32,6 +32,7 @@ from cde_rag.errors import ContextMismatchError, InvalidInputError
 from cde_rag_llamaindex._pairing import _same_model, attribute
 from cde_rag_llamaindex.embedding import CDEEmbedding, recent
 from cde_rag_llamaindex.nodes import node_from_cde_payload
+from cde_rag_llamaindex.sparse import hybrid_defaults
 from cde_rag_qdrant import (
     CONTENT_PAYLOAD_KEY,
     FINGERPRINT_PAYLOAD_KEY,
@@ -64,11 +65,16 @@ class CDEQdrantVectorStore(QdrantVectorStore):
     - Queries return only points of the bound context and also read points written by
       cde-rag or LangChain. :meth:`clear` keeps the collection and its context.
     - ``aclient=`` alone works: binding happens on the first async call.
+    - ``enable_hybrid=True`` on a hybrid cde-rag collection uses its lexical sparse vector
+      (cde-rag's offline encoder; ``sparse_doc_fn``/``sparse_query_fn`` and the vector name
+      are filled in). ``tenant=`` binds one tenant: its own context, its points only
+      (stamped on write, filtered on query, the only ones :meth:`clear` deletes).
     """
 
     is_embedding_query: bool = False
     _cde_bound: BoundContext | None = PrivateAttr(default=None)
     _cde_embed_model: CDEEmbedding | None = PrivateAttr(default=None)
+    _cde_tenant: str | None = PrivateAttr(default=None)
 
     def __init__(
         self,
@@ -77,29 +83,32 @@ class CDEQdrantVectorStore(QdrantVectorStore):
         *,
         embed_model: CDEEmbedding | None = None,
         aclient: AsyncQdrantClient | None = None,
+        tenant: str | None = None,
         **kwargs: Any,
     ) -> None:
         """Wrap a cde-rag collection (existing, or created on the first ``add``).
 
         Raises:
             ContextMissingError: The collection exists without a cde-rag context.
+            TenantContextMissingError: ``tenant`` has no context of its own.
             ContextMismatchError: ``embed_model`` holds another context.
-            InvalidInputError: Hybrid options, or an ``embed_model`` that is no CDEEmbedding.
+            InvalidInputError: An ``embed_model`` that is no CDEEmbedding,
+                ``fastembed_sparse_model``, or ``enable_hybrid`` on a collection without a
+                sparse vector (or without a sync client).
         """
-        if kwargs.get("enable_hybrid") or kwargs.get("fastembed_sparse_model"):
-            msg = (
-                "cde-rag collections hold one dense vector per point; hybrid search "
-                "(enable_hybrid / fastembed_sparse_model) is not supported."
-            )
-            raise InvalidInputError(msg)
         if embed_model is not None and not isinstance(cast(object, embed_model), CDEEmbedding):
             msg = f"embed_model must be a CDEEmbedding; got {type(embed_model).__name__}."
             raise InvalidInputError(msg)
+        kwargs = hybrid_defaults(client, collection_name, kwargs)
         kwargs.setdefault("text_key", CONTENT_PAYLOAD_KEY)
         super().__init__(collection_name=collection_name, client=client, aclient=aclient, **kwargs)
         self._cde_embed_model = embed_model
+        self._cde_tenant = tenant
         if client is not None and _store.exists(client, collection_name):
-            self._pair(BoundContext.open(client, collection_name, on_stale=self._policy()))
+            bound = BoundContext.open(
+                client, collection_name, on_stale=self._policy(), tenant=tenant
+            )
+            self._pair(bound)
 
     @classmethod
     def class_name(cls) -> str:
@@ -133,7 +142,9 @@ class CDEQdrantVectorStore(QdrantVectorStore):
                     "first (create_qdrant_store with a sync client, or AsyncContextualCollection)."
                 )
                 raise CollectionNotFoundError(msg)
-            bound = await BoundContext.aopen(self._aclient, self.collection_name)
+            bound = await BoundContext.aopen(
+                self._aclient, self.collection_name, tenant=self._cde_tenant
+            )
             self._pair(bound)
         return self._bound()
 
@@ -214,14 +225,18 @@ class CDEQdrantVectorStore(QdrantVectorStore):
             client, self.collection_name, model.encoder, context=model.context
         )
         self._cde_embed_model = model
-        self._pair(BoundContext.open(client, self.collection_name, on_stale=model.on_stale))
+        bound = BoundContext.open(
+            client, self.collection_name, on_stale=model.on_stale, tenant=self._cde_tenant
+        )
+        self._pair(bound)
 
     def _build_points(
         self, nodes: list[BaseNode], sparse_vector_name: str
     ) -> tuple[list[Any], list[str]]:
         """LlamaIndex's points plus ``page_content``, ``metadata`` and ``cde_context``."""
         points, ids = super()._build_points(nodes, sparse_vector_name)
-        fingerprint = self._bound().fingerprint
+        bound = self._bound()
+        fingerprint = bound.fingerprint
         for point, node in zip(points, nodes, strict=True):
             clash = [key for key in _RESERVED if key in node.metadata]
             if clash:
@@ -235,6 +250,7 @@ class CDEQdrantVectorStore(QdrantVectorStore):
                 CONTENT_PAYLOAD_KEY: node.get_content(metadata_mode=MetadataMode.EMBED),
                 METADATA_PAYLOAD_KEY: dict(node.metadata),
                 FINGERPRINT_PAYLOAD_KEY: fingerprint,
+                **bound.stamp(),
             }
         return points, ids
 
@@ -254,16 +270,17 @@ class CDEQdrantVectorStore(QdrantVectorStore):
         """Delete every point; the collection and its stored context stay."""
         self._client.delete(
             self.collection_name,
-            points_selector=models.FilterSelector(filter=models.Filter()),
+            points_selector=models.FilterSelector(filter=self._bound().tenant_filter()),
             wait=True,
         )
 
     async def aclear(self) -> None:
         """Async :meth:`clear` (needs ``aclient``)."""
         self._ensure_async_client()
+        bound = await self._apair()
         await self._aclient.delete(
             self.collection_name,
-            points_selector=models.FilterSelector(filter=models.Filter()),
+            points_selector=models.FilterSelector(filter=bound.tenant_filter()),
             wait=True,
         )
 

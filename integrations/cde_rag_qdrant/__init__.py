@@ -25,15 +25,19 @@ from cde_rag_qdrant.errors import (
     ContextMissingError,
     DuplicateDocumentError,
     QdrantUnavailableError,
+    RequestTooLargeError,
     StoreLockedError,
     StoreUnusableError,
+    TenantContextMissingError,
 )
 
 if TYPE_CHECKING:
     from cde_rag_qdrant._store import connect, read_context, read_record
+    from cde_rag_qdrant._upload import UploadOptions
     from cde_rag_qdrant.async_collection import AsyncContextualCollection
     from cde_rag_qdrant.collection import ContextualCollection
     from cde_rag_qdrant.documents import Document, DocumentSource
+    from cde_rag_qdrant.options import CollectionOptions
     from cde_rag_qdrant.payload import (
         CONTENT_PAYLOAD_KEY,
         FINGERPRINT_PAYLOAD_KEY,
@@ -43,6 +47,7 @@ if TYPE_CHECKING:
     )
     from cde_rag_qdrant.record import METADATA_KEY, ContextRecord
     from cde_rag_qdrant.results import CollectionSummary, DriftReport, SearchHit
+    from cde_rag_qdrant.sparse import SparseEncoder
     from cde_rag_qdrant.sync import SyncReport
 
 # qdrant-client and torch load on first use, so the `cde-rag` command starts fast.
@@ -65,6 +70,9 @@ _LAZY = {
     "CollectionSummary": "cde_rag_qdrant.results",
     "DriftReport": "cde_rag_qdrant.results",
     "SearchHit": "cde_rag_qdrant.results",
+    "CollectionOptions": "cde_rag_qdrant.options",
+    "SparseEncoder": "cde_rag_qdrant.sparse",
+    "UploadOptions": "cde_rag_qdrant._upload",
 }
 
 
@@ -90,6 +98,7 @@ __all__ = [
     "CollectionEmptyError",
     "CollectionExistsError",
     "CollectionNotFoundError",
+    "CollectionOptions",
     "CollectionSummary",
     "ContextMissingError",
     "ContextRecord",
@@ -99,10 +108,14 @@ __all__ = [
     "DriftReport",
     "DuplicateDocumentError",
     "QdrantUnavailableError",
+    "RequestTooLargeError",
     "SearchHit",
+    "SparseEncoder",
     "StoreLockedError",
     "StoreUnusableError",
     "SyncReport",
+    "TenantContextMissingError",
+    "UploadOptions",
     "build_payload",
     "connect",
     "point_id",

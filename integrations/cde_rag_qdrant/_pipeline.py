@@ -16,8 +16,9 @@ from tqdm.auto import tqdm
 
 from cde_rag import CDEEncoder, CorpusContext
 from cde_rag.progress import progress_enabled
-from cde_rag_qdrant._store import qdrant_errors
 from cde_rag_qdrant._testhooks import crash_point
+from cde_rag_qdrant._upload import Uploader, UploadOptions, make_points, upload_session
+from cde_rag_qdrant.sparse import SparseEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,8 @@ def embed_and_upsert(
     desc: str = "Embedding",
     unit: str = "doc",
     embedder: WindowEmbedder | None = None,
+    sparse: SparseEncoder | None = None,
+    upload: UploadOptions | None = None,
 ) -> int:
     """Embed the points under ``context`` and upsert them; returns the number written.
 
@@ -113,13 +116,16 @@ def embed_and_upsert(
     them by token length into its own forward batches (fixed-order chunks padded to their
     longest text waste much of the compute), and upserted in chunks of ``batch_size``.
     Embedding runs on one background thread (torch releases the GIL) while the calling thread
-    talks to Qdrant, so the embedding of batch k+1 overlaps the upload of batch k. Only the
-    calling thread touches the client (local mode's SQLite connection stays on its thread).
+    talks to Qdrant, so the embedding of batch k+1 overlaps the upload of batch k. In local
+    mode only the calling thread touches the client (its SQLite connection stays on its
+    thread); on a server, ``upload.parallel`` requests may be in flight on worker threads.
     The progress bar moves after every forward pass of the encoder, not per window.
     With ``embedder`` (e.g. :class:`cde_rag_ray.RayEmbedder`), the windows are embedded there
     instead, several at once, and this thread stays the single writer.
     Intermediate upserts use ``wait=False`` (acknowledged once in the server's WAL, applied
-    in order); the last one waits, so the points are searchable when this returns.
+    in order); the last one waits, so the points are searchable when this returns. Requests
+    go through :mod:`cde_rag_qdrant._upload` (size limit, retries, parallel streams, deferred
+    indexing: see ``upload``); ``sparse`` adds the lexical vector of hybrid collections.
     """
     show = progress_enabled(show_progress_bar)
     bar = tqdm(total=total, desc=desc, unit=unit, disable=not show, smoothing=0.1)
@@ -134,11 +140,10 @@ def embed_and_upsert(
             progress_callback=bar.update,  # per forward pass: the bar moves, with an ETA
         )
 
-    def upsert(points: models.Batch, *, wait: bool) -> None:
-        with qdrant_errors(client, f"write to collection {collection_name!r}"):
-            client.upsert(collection_name, points=points, wait=wait)
+    def send(uploader: Uploader, points: list[models.PointStruct], *, wait: bool) -> None:
+        uploader.send(points, wait_applied=wait)
         crash_point("upserted")
-        logger.debug("upserted %d points into %s", len(points.ids), collection_name)
+        logger.debug("upserted %d points into %s", len(points), collection_name)
 
     written = 0
     windows = _windows(batches, max(EMBED_WINDOW, batch_size))
@@ -147,22 +152,27 @@ def embed_and_upsert(
         if embedder is None
         else _engine_pairs(windows, embedder, bar)
     )
-    held: models.Batch | None = None  # the latest chunk: sent when the next one exists
+    held: list[models.PointStruct] | None = None  # the latest chunk: sent when the next exists
     try:
-        for window, vectors in pairs:
-            for start in range(0, len(window.ids), batch_size):
-                stop = start + batch_size
-                if held is not None:
-                    upsert(held, wait=False)
-                    written += len(held.ids)
-                held = models.Batch(
-                    ids=list[models.ExtendedPointId](window.ids[start:stop]),
-                    vectors=vectors[start:stop].tolist(),
-                    payloads=window.payloads[start:stop],
-                )
-        if held is not None:
-            upsert(held, wait=True)
-            written += len(held.ids)
+        with upload_session(client, collection_name, upload, total=total) as uploader:
+            for window, vectors in pairs:
+                lexical = None if sparse is None else sparse.embed_documents(window.texts)
+                for start in range(0, len(window.ids), batch_size):
+                    stop = start + batch_size
+                    if held is not None:
+                        send(uploader, held, wait=False)
+                        written += len(held)
+                    held = make_points(
+                        window.ids[start:stop],
+                        vectors[start:stop].tolist(),
+                        window.payloads[start:stop],
+                        None
+                        if sparse is None or lexical is None
+                        else (sparse.vector_name, lexical[start:stop]),
+                    )
+            if held is not None:
+                send(uploader, held, wait=True)
+                written += len(held)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         bar.close()

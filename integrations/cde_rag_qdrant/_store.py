@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import cast
 
@@ -25,9 +25,11 @@ from cde_rag_qdrant.errors import (
     CollectionNotFoundError,
     QdrantUnavailableError,
 )
+from cde_rag_qdrant.options import CollectionOptions, options_of
 from cde_rag_qdrant.payload import FINGERPRINT_PAYLOAD_KEY, fingerprint_condition
 from cde_rag_qdrant.record import METADATA_KEY, ContextRecord
 from cde_rag_qdrant.results import CollectionSummary
+from cde_rag_qdrant.sparse import SparseEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -155,18 +157,24 @@ def collection_info(client: QdrantClient, name: str) -> models.CollectionInfo:
 def check_vectors(info: models.CollectionInfo, name: str, dim: int) -> None:
     """Refuse a collection whose default vector is not ``dim``-wide cosine.
 
+    Named sparse vectors beside the unnamed dense one (hybrid collections, also LangChain's
+    and LlamaIndex's hybrid layouts) are accepted.
+
     Raises:
-        CollectionConfigError: Named vectors only, wrong size or wrong distance.
+        CollectionConfigError: Named dense vectors only, wrong size or wrong distance.
     """
     vectors = info.config.params.vectors
     if isinstance(vectors, dict):
-        found = ", ".join(repr(k) for k in vectors) or "none"
-        msg = (
-            f"collection {name!r} has named vectors ({found}) but no unnamed default vector; "
-            "cde-rag (like LangChain's and LlamaIndex's Qdrant stores) uses the unnamed "
-            f"vector with size {dim} and cosine distance. Use another collection name."
-        )
-        raise CollectionConfigError(msg)
+        if "" not in vectors:
+            found = ", ".join(repr(k) for k in vectors) or "none"
+            msg = (
+                f"collection {name!r} has named vectors ({found}) but no unnamed dense default "
+                "vector; cde-rag (like LangChain's and LlamaIndex's Qdrant stores) uses the "
+                f"unnamed vector with size {dim} and cosine distance (sparse vectors may sit "
+                "beside it). Use another collection name."
+            )
+            raise CollectionConfigError(msg)
+        vectors = vectors[""]
     if vectors is None:
         msg = f"collection {name!r} has no dense vector config; use another collection name."
         raise CollectionConfigError(msg)
@@ -195,13 +203,19 @@ def create_physical(
     target: str,
     dim: int,
     record: ContextRecord,
+    options: CollectionOptions | None = None,
     *,
     extra_metadata: Mapping[str, str] | None = None,
 ) -> None:
-    """Create a physical collection holding ``record`` (plus a fingerprint index on servers)."""
-    metadata = {**record.to_metadata(), **(extra_metadata or {})}
+    """Create a physical collection holding ``record`` (plus a fingerprint index on servers).
+
+    ``options`` (quantization, on-disk, HNSW, shards, hybrid) are applied and recorded;
+    ``extra_metadata`` is stored next to them.
+    """
+    opts = options or CollectionOptions()
+    metadata = {**record.to_metadata(), **opts.to_metadata(), **(extra_metadata or {})}
     with qdrant_errors(client, f"create collection {target!r}"):
-        client.create_collection(target, vectors_config=vector_params(dim), metadata=metadata)
+        client.create_collection(target, **opts.create_kwargs(dim), metadata=metadata)
         if not is_local(client):
             client.create_payload_index(
                 target,
@@ -278,9 +292,23 @@ def read_context(client: QdrantClient, collection_name: str) -> CorpusContext:
 
 
 def summarize(
-    client: QdrantClient, name: str, record: ContextRecord | None = None
+    client: QdrantClient,
+    name: str,
+    record: ContextRecord | None = None,
+    *,
+    scope: Sequence[models.Condition] = (),
+    tenant: str | None = None,
+    tenants: Sequence[str] = (),
 ) -> CollectionSummary:
-    """Counts, vector width and context provenance of a collection (no model needed).
+    """Counts, vector width, options and context provenance of a collection (no model needed).
+
+    Args:
+        client: Any QdrantClient.
+        name: Collection or alias.
+        record: The context record to report (default: the collection's own).
+        scope: Extra conditions on the counted points (a tenant's, or the untenanted ones).
+        tenant: The tenant reported on, if any.
+        tenants: The collection's tenants.
 
     Raises:
         CollectionNotFoundError: No such collection or alias.
@@ -289,8 +317,10 @@ def summarize(
     """
     from cde_rag_qdrant.orphans import find_orphans  # imports this module
 
-    record = record or read_record(client, name)
-    only_current = models.Filter(must=[fingerprint_condition(record.fingerprint)])
+    info = collection_info(client, name)
+    record = record or ContextRecord.from_metadata(info.config.metadata, name)
+    sparse = SparseEncoder.from_metadata(info.config.metadata, name)
+    only_current = models.Filter(must=[fingerprint_condition(record.fingerprint), *scope])
     with qdrant_errors(client, f"count {name!r}"):
         total = int(client.count(name, exact=True).count)
         current = int(client.count(name, count_filter=only_current, exact=True).count)
@@ -321,6 +351,9 @@ def summarize(
         record_version=record.record_version,
         provenance=record.context_provenance(),
         location=describe(client),
+        options=options_of(info, sparse).as_dict(),
+        tenant=tenant,
+        tenants=list(tenants),
         points_unstamped=unstamped,
         orphans=tuple(find_orphans(client, name)),
     )
@@ -394,3 +427,13 @@ def check_current(client: QdrantClient, name: str, fingerprint: str) -> None:
         raise ContextMismatchError(msg)
     if not info.points_count:
         logger.warning("collection %s is empty: add documents before searching", name)
+
+
+def read_sparse(client: QdrantClient, name: str) -> SparseEncoder | None:
+    """The sparse encoder of a hybrid collection (None for a dense-only one).
+
+    Raises:
+        CollectionNotFoundError: No such collection or alias.
+        CollectionConfigError: An unreadable sparse encoder record.
+    """
+    return SparseEncoder.from_metadata(collection_info(client, name).config.metadata, name)

@@ -28,9 +28,10 @@ from qdrant_client import AsyncQdrantClient, QdrantClient, models
 from cde_rag import CDEEncoder, CorpusContext
 from cde_rag.errors import ContextMismatchError, ContextNotSetError, InvalidInputError
 from cde_rag_qdrant import _astore
-from cde_rag_qdrant._store import alias_target, read_record
+from cde_rag_qdrant._store import alias_target, collection_info
 from cde_rag_qdrant.payload import fingerprint_condition
 from cde_rag_qdrant.record import ContextRecord
+from cde_rag_qdrant.tenants import tenant_condition, tenant_record, tenant_stamp
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class BoundContext:
         collection_name: The name (or alias) given by the user.
         target: The physical collection the name resolved to when bound.
         on_stale: ``"raise"`` or ``"rebind"`` when the collection holds another context now.
+        tenant: The tenant whose own context is bound (its points only), or None.
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class BoundContext:
         collection_name: str | None = None,
         target: str | None = None,
         on_stale: StalePolicy = "raise",
+        tenant: str | None = None,
     ) -> None:
         """Bind ``context``; pass ``record``, ``client`` and names for a collection binding."""
         if on_stale not in STALE_POLICIES:
@@ -73,6 +76,7 @@ class BoundContext:
         self.collection_name = collection_name
         self.target = target
         self.on_stale: StalePolicy = on_stale
+        self.tenant = tenant
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
@@ -100,20 +104,26 @@ class BoundContext:
 
     @classmethod
     def open(
-        cls, client: QdrantClient, collection_name: str, *, on_stale: StalePolicy = "raise"
+        cls,
+        client: QdrantClient,
+        collection_name: str,
+        *,
+        on_stale: StalePolicy = "raise",
+        tenant: str | None = None,
     ) -> BoundContext:
-        """Read and validate the stored context of ``collection_name``.
+        """Read and validate the stored context of ``collection_name`` (or of its ``tenant``).
 
         Raises:
             CollectionNotFoundError: No such collection or alias.
             ContextMissingError: The collection has no cde-rag context record.
+            TenantContextMissingError: ``tenant`` has no context of its own.
             ContextCorruptError: The stored record does not decode or validate.
         """
         if isinstance(cast(object, client), AsyncQdrantClient):
             msg = "BoundContext.open needs a QdrantClient; use `await BoundContext.aopen(...)`."
             raise InvalidInputError(msg)
         target = alias_target(client, collection_name) or collection_name
-        record = read_record(client, collection_name)
+        record = _record(collection_info(client, collection_name), collection_name, tenant)
         bound = cls(
             record.to_context(collection_name),
             record,
@@ -121,6 +131,7 @@ class BoundContext:
             collection_name=collection_name,
             target=target,
             on_stale=on_stale,
+            tenant=tenant,
         )
         logger.info(
             "bound context %s of %r (-> %r)", bound.fingerprint[:12], collection_name, target
@@ -129,11 +140,17 @@ class BoundContext:
 
     @classmethod
     async def aopen(
-        cls, client: AsyncQdrantClient, collection_name: str, *, on_stale: StalePolicy = "raise"
+        cls,
+        client: AsyncQdrantClient,
+        collection_name: str,
+        *,
+        on_stale: StalePolicy = "raise",
+        tenant: str | None = None,
     ) -> BoundContext:
         """:meth:`open` with an ``AsyncQdrantClient``."""
         target = await _astore.alias_target(client, collection_name) or collection_name
-        record = await _astore.read_record(client, collection_name)
+        info = await _astore.collection_info(client, collection_name)
+        record = _record(info, collection_name, tenant)
         bound = cls(
             record.to_context(collection_name),
             record,
@@ -141,6 +158,7 @@ class BoundContext:
             collection_name=collection_name,
             target=target,
             on_stale=on_stale,
+            tenant=tenant,
         )
         logger.info(
             "bound context %s of %r (-> %r)", bound.fingerprint[:12], collection_name, target
@@ -150,11 +168,21 @@ class BoundContext:
     # -- filters -------------------------------------------------------------------------
 
     def scoped(self, query_filter: models.Filter | None = None) -> models.Filter:
-        """``query_filter`` AND "made with this context" (the fingerprint filter)."""
+        """``query_filter`` AND "made with this context" (AND "of this tenant", if any)."""
         must: list[models.Condition] = [fingerprint_condition(self.fingerprint)]
+        if self.tenant is not None:
+            must.append(tenant_condition(self.tenant))
         if query_filter is not None:
             must.append(query_filter)
         return models.Filter(must=must)
+
+    def tenant_filter(self) -> models.Filter:
+        """Every point this binding may delete: all, or its tenant's."""
+        return models.Filter(must=None if self.tenant is None else [tenant_condition(self.tenant)])
+
+    def stamp(self) -> dict[str, str]:
+        """Payload entries every point written through this binding carries (its tenant)."""
+        return tenant_stamp(self.tenant)
 
     # -- stale checks --------------------------------------------------------------------
 
@@ -199,9 +227,10 @@ class BoundContext:
             msg = "this binding uses an AsyncQdrantClient; use the async methods."
             raise InvalidInputError(msg)
         target = alias_target(client, name) or name
-        if not full and target == self.target:
+        if not full and target == self.target and self.tenant is None:
             return False
-        return self._apply(read_record(client, name), target, fix)
+        record = _record(collection_info(client, name), name, self.tenant)
+        return self._apply(record, target, fix)
 
     async def averify(self, *, full: bool, fix: str = "reopen it") -> bool:
         """:meth:`verify` for an ``AsyncQdrantClient`` binding (a sync one works too)."""
@@ -211,9 +240,10 @@ class BoundContext:
         if not isinstance(client, AsyncQdrantClient):
             return self.verify(full=full, fix=fix)
         target = await _astore.alias_target(client, name) or name
-        if not full and target == self.target:
+        if not full and target == self.target and self.tenant is None:
             return False
-        return self._apply(await _astore.read_record(client, name), target, fix)
+        info = await _astore.collection_info(client, name)
+        return self._apply(_record(info, name, self.tenant), target, fix)
 
     def before_write(self, fix: str = "reopen it") -> None:
         """Full check before writing points stamped with this fingerprint.
@@ -247,6 +277,13 @@ class BoundContext:
             f"{fix} (or pass on_stale='rebind')."
         )
         return ContextMismatchError(msg)
+
+
+def _record(info: models.CollectionInfo, name: str, tenant: str | None) -> ContextRecord:
+    """The collection's record, or ``tenant``'s own (a tenant recontextualizes in place)."""
+    if tenant is None:
+        return ContextRecord.from_metadata(info.config.metadata, name)
+    return tenant_record(info.config.metadata, name, tenant)
 
 
 def choose_context(

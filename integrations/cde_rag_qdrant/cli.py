@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cde_rag import __version__
+import cde_rag
 from cde_rag.errors import (
     CDERagError,
     CheckpointError,
@@ -26,6 +26,7 @@ from cde_rag.errors import (
     InvalidInputError,
     OptionalDependencyError,
 )
+from cde_rag_qdrant import cli_qdrant_options as qopts
 from cde_rag_qdrant import cli_serve, cli_verify
 from cde_rag_qdrant.cli_eval import add_eval_parser, run_eval
 from cde_rag_qdrant.errors import (
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from cde_rag_qdrant.collection import ContextualCollection
     from cde_rag_qdrant.documents import Skipped
     from cde_rag_qdrant.record import ContextRecord
+    from cde_rag_qdrant.results import CollectionSummary
 
 # Only argparse and the light error modules load at start: `cde-rag --help`, `cde-rag CMD
 # --help` and usage errors never import torch or qdrant-client (tests/test_startup.py).
@@ -176,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"cde-rag {__version__}")
+    parser.add_argument("--version", action="version", version=f"cde-rag {cde_rag.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = _common()
     kw: dict[str, Any] = {"parents": [common], "epilog": EPILOG}
@@ -202,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _context_options(ingest)
     _ray_options(ingest)
+    qopts.add_ingest_options(ingest)
+    qopts.add_tenant_option(ingest)
     search = sub.add_parser("search", help="search the collection", **kw)
     search.add_argument("query", help="the query text")
     search.add_argument("-k", "--limit", type=int, default=5, help="results (default: 5)")
@@ -213,7 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="metadata filter (repeatable; VALUE parsed as JSON when possible)",
     )
-    sub.add_parser("info", help="collection and context provenance", **kw)
+    qopts.add_search_options(search)
+    qopts.add_tenant_option(search)
+    info = sub.add_parser("info", help="collection and context provenance", **kw)
+    qopts.add_tenant_option(info)
     recon = sub.add_parser(
         "recontextualize", help="rebuild the context from the collection's texts", **kw
     )
@@ -222,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     recon.add_argument("--skip-textless", action="store_true", help="drop points without text")
     recon.add_argument("--keep-old", action="store_true", help="keep the old collection")
     _context_options(recon)
+    qopts.add_tenant_option(recon)
     cli_verify.add_parser(sub, EPILOG)
     add_eval_parser(sub, argparse.RawDescriptionHelpFormatter, EPILOG)
     cli_serve.add_parser(sub, EPILOG)
@@ -357,12 +365,10 @@ def _read_inputs(args: argparse.Namespace) -> None:
     args.inputs = inputs
 
 
-def _new_collection(
-    args: argparse.Namespace, client: QdrantClient, encoder: CDEEncoder, chunker: Chunker
-) -> ContextualCollection:
-    """Create the collection with a context built from a sample of the chunks."""
-    from cde_rag_qdrant._testhooks import crash_point
-    from cde_rag_qdrant.collection import ContextualCollection
+def _chunk_sample(
+    args: argparse.Namespace, encoder: CDEEncoder, chunker: Chunker, what: str
+) -> tuple[list[str], int]:
+    """A sample of the inputs' chunks to build a context from, and the context size."""
     from cde_rag_qdrant.sync import sample_chunk_texts
 
     size = args.context_size or encoder.context_size
@@ -374,7 +380,18 @@ def _new_collection(
     if not sample:
         msg = "no readable text in the inputs; nothing was created"
         raise _Fail(msg, EXIT_PARTIAL)
-    _note(args, f"building a context from {n_chunks} chunks")
+    _note(args, f"building a context for {what} from {n_chunks} chunks")
+    return sample, size
+
+
+def _new_collection(
+    args: argparse.Namespace, client: QdrantClient, encoder: CDEEncoder, chunker: Chunker
+) -> ContextualCollection:
+    """Create the collection with a context built from a sample of the chunks."""
+    from cde_rag_qdrant._testhooks import crash_point
+    from cde_rag_qdrant.collection import ContextualCollection
+
+    sample, size = _chunk_sample(args, encoder, chunker, "the collection")
     col = ContextualCollection.create(
         client,
         args.collection,
@@ -384,6 +401,8 @@ def _new_collection(
         seed=args.seed,
         strategy=args.strategy,
         show_progress_bar=not args.quiet,
+        options=qopts.collection_options(args),
+        tenant=args.tenant,
     )
     crash_point("created")
     return col
@@ -426,9 +445,26 @@ def _ingest(args: argparse.Namespace, client: QdrantClient) -> int:
     if created:
         col = _new_collection(args, client, encoder, chunker)
     else:
+        ignored = qopts.creation_flags_given(args)
+        if ignored:
+            _note(args, f"note: {' '.join(ignored)} ignored: the collection exists")
         col = ContextualCollection.open(client, args.collection, encoder)
-        if args.context_size is not None:
+        if args.tenant is not None and args.tenant not in col.tenants():
+            created = True
+            sample, size = _chunk_sample(args, encoder, chunker, f"tenant {args.tenant!r}")
+            col = col.add_tenant(
+                args.tenant,
+                corpus=sample,
+                size=size,
+                seed=args.seed,
+                strategy=args.strategy,
+                show_progress_bar=not args.quiet,
+            )
+        elif args.tenant is not None:
+            col = ContextualCollection.open(client, args.collection, encoder, tenant=args.tenant)
+        if args.context_size is not None and not created:
             _note(args, "note: --context-size is ignored: the collection keeps its context")
+    col.upload_options = qopts.upload_options(args)
     prune = args.prune
     if prune and inputs.skipped:
         _note(
@@ -486,6 +522,7 @@ def _ingest(args: argparse.Namespace, client: QdrantClient) -> int:
         "unsupported": dict(inputs.unsupported),
         "points": total,
         "context_created": created,
+        "tenant": args.tenant,
         "fingerprint": col.fingerprint,
         "drift": None if drift is None else drift.as_dict(),
     }
@@ -534,11 +571,16 @@ def _search(args: argparse.Namespace, client: QdrantClient) -> int:
         raise _Fail(msg, EXIT_USAGE)
     record = _store.read_record(client, args.collection)
     encoder = _load_encoder(args, record)
-    col = ContextualCollection.open(client, args.collection, encoder)
+    col = ContextualCollection.open(client, args.collection, encoder, tenant=args.tenant)
     if col.count() == 0:
+        where = "" if args.tenant is None else f" --tenant {args.tenant}"
+        tenants = col.tenants() if args.tenant is None else []
         msg = (
             f"collection {args.collection!r} is empty; add documents first: "
-            f"cde-rag ingest PATH --collection {args.collection}"
+            f"cde-rag ingest PATH --collection {args.collection}{where}"
+            if not tenants
+            else f"collection {args.collection!r} holds only tenants' points; pass --tenant "
+            f"NAME (tenants: {', '.join(tenants)})"
         )
         raise _Fail(msg, EXIT_NO_COLLECTION)
     hits = col.search(
@@ -546,6 +588,7 @@ def _search(args: argparse.Namespace, client: QdrantClient) -> int:
         limit=args.limit,
         score_threshold=args.score_threshold,
         query_filter=_parse_filters(args.filter),
+        **qopts.search_kwargs(args),
     )
     lines = []
     for rank, hit in enumerate(hits, start=1):
@@ -559,6 +602,8 @@ def _search(args: argparse.Namespace, client: QdrantClient) -> int:
     data = {
         "collection": args.collection,
         "query": args.query,
+        "mode": args.mode,
+        "tenant": args.tenant,
         "hits": [
             {
                 "id": h.id,
@@ -578,9 +623,12 @@ def _search(args: argparse.Namespace, client: QdrantClient) -> int:
 def _info(args: argparse.Namespace, client: QdrantClient) -> int:
     from cde_rag_qdrant import _store
 
-    record = _store.read_record(client, args.collection)
-    record.to_context(args.collection)  # verify the bytes against the fingerprint
-    summary = _store.summarize(client, args.collection, record)
+    if args.tenant is None:
+        record = _store.read_record(client, args.collection)
+        record.to_context(args.collection)  # verify the bytes against the fingerprint
+        summary = _store.summarize(client, args.collection, record)
+    else:
+        summary = _tenant_summary(client, args.collection, args.tenant)
     data = summary.as_dict()
     p = summary.provenance
     human = "\n".join(
@@ -594,7 +642,10 @@ def _info(args: argparse.Namespace, client: QdrantClient) -> int:
             f"built        {p.created_at} from {p.n_source_documents} documents "
             f"(strategy {p.strategy}, seed {p.seed}, cde-rag {p.library_version})",
             f"prefixes     query {summary.query_prefix!r}, document {summary.document_prefix!r}",
+            f"options      {qopts.describe_options(summary.options)}",
         ]
+        + ([f"tenant       {summary.tenant}"] if summary.tenant else [])
+        + ([f"tenants      {', '.join(summary.tenants)}"] if summary.tenants else [])
         + (
             [
                 f"unstamped    {summary.points_unstamped} points without a context fingerprint. "
@@ -609,7 +660,57 @@ def _info(args: argparse.Namespace, client: QdrantClient) -> int:
     return EXIT_OK
 
 
+def _tenant_summary(client: QdrantClient, name: str, tenant: str) -> CollectionSummary:
+    """Summary of one tenant: its context, its points (no model needed)."""
+    from cde_rag_qdrant import _store
+    from cde_rag_qdrant import tenants as _tenants
+
+    metadata = _store.collection_info(client, name).config.metadata
+    record = _tenants.tenant_record(metadata, name, tenant)
+    record.to_context(name)  # verify the bytes against the fingerprint
+    return _store.summarize(
+        client,
+        name,
+        record,
+        scope=[_tenants.tenant_condition(tenant)],
+        tenant=tenant,
+        tenants=_tenants.list_tenants(metadata),
+    )
+
+
+def _recontextualize_tenant(args: argparse.Namespace, client: QdrantClient) -> int:
+    from cde_rag_qdrant.collection import ContextualCollection
+
+    encoder = _load_encoder(args, _stored_record(client, args.collection))
+    col = ContextualCollection.open(client, args.collection, encoder, tenant=args.tenant)
+    if args.check:
+        report = col.drift(show_progress_bar=not args.quiet)
+        verdict = "recommended" if report.recommended else "not needed"
+        human = f"tenant {args.tenant!r}: drift ratio {report.ratio:.2f}: recontextualize {verdict}"
+        data = {"collection": args.collection, "tenant": args.tenant, **report.as_dict()}
+        _emit(args, data, human)
+        return EXIT_OK
+    old = col.fingerprint
+    col.recontextualize(
+        size=args.context_size,
+        seed=args.seed,
+        strategy=args.strategy,
+        batch_size=args.batch_size,
+        show_progress_bar=not args.quiet,
+    )
+    summary = col.info()
+    data = {**summary.as_dict(), "previous_fingerprint": old}
+    human = (
+        f"recontextualized tenant {args.tenant!r} of {args.collection!r}: {summary.points} "
+        f"points re-embedded in place with context {col.fingerprint[:12]} (was {old[:12]})"
+    )
+    _emit(args, data, human)
+    return EXIT_OK
+
+
 def _recontextualize(args: argparse.Namespace, client: QdrantClient) -> int:
+    if args.tenant is not None:
+        return _recontextualize_tenant(args, client)
     from cde_rag_qdrant import _store
     from cde_rag_qdrant.collection import ContextualCollection
     from cde_rag_qdrant.recontextualize import rebuild

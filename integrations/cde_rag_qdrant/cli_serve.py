@@ -184,13 +184,14 @@ def _contexts(items: list[str]) -> dict[str, Path]:
 
 def _open_store(args: argparse.Namespace) -> QdrantClient | None:
     from cde_rag_qdrant import _store
+    from cde_rag_qdrant._qdrant_internals import is_store
     from cde_rag_qdrant.cli import DEFAULT_PATH
     from cde_rag_qdrant.errors import CollectionNotFoundError
 
     if args.qdrant_url:
         return _store.connect(url=args.qdrant_url, api_key=args.qdrant_api_key or None)
     path = Path(args.qdrant_path or DEFAULT_PATH)
-    if not (path / "meta.json").is_file():
+    if not is_store(path):
         if args.qdrant_path or args.collection:
             msg = f"no embedded Qdrant store at {str(path)!r}; pass --qdrant-path/--qdrant-url"
             raise CollectionNotFoundError(msg)

@@ -9,6 +9,7 @@ to a rebuilt collection atomically.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -20,10 +21,13 @@ from cde_rag.errors import InvalidInputError
 from cde_rag.sampling import SamplingStrategy
 from cde_rag.validation import validate_text, validate_texts
 from cde_rag_qdrant import _store, recontextualize
+from cde_rag_qdrant import tenants as _tenants
 from cde_rag_qdrant._pipeline import PendingBatch, embed_and_upsert
 from cde_rag_qdrant._store import read_context, read_record
+from cde_rag_qdrant._upload import UploadOptions
 from cde_rag_qdrant.errors import CollectionEmptyError, CollectionExistsError
 from cde_rag_qdrant.names import check_collection_name
+from cde_rag_qdrant.options import CollectionOptions, search_params
 from cde_rag_qdrant.payload import (
     CONTENT_PAYLOAD_KEY,
     FINGERPRINT_PAYLOAD_KEY,
@@ -36,8 +40,10 @@ from cde_rag_qdrant.payload import (
     metadata_filter,
     point_id,
 )
+from cde_rag_qdrant.query import check_mode, query_kwargs
 from cde_rag_qdrant.record import ContextRecord
 from cde_rag_qdrant.results import CollectionSummary, DriftReport, SearchHit
+from cde_rag_qdrant.sparse import SparseEncoder, sparse_of
 
 if TYPE_CHECKING:
     from cde_rag_qdrant._pipeline import WindowEmbedder
@@ -72,6 +78,10 @@ class ContextualCollection:
         context: The decoded stored context.
         fingerprint: Its fingerprint (also on every point's payload).
         record: The stored record (model identity, prefixes, provenance).
+        sparse: The lexical encoder of a hybrid collection, else None.
+        tenant: The tenant this object reads and writes (its own context), or None.
+        upload_options: How :meth:`add` sends points (size limit, retries, parallel
+            streams, deferred indexing); assign a new ``UploadOptions`` to change them.
 
     Example:
         >>> from qdrant_client import QdrantClient  # doctest: +SKIP
@@ -88,6 +98,10 @@ class ContextualCollection:
         encoder: CDEEncoder,
         record: ContextRecord,
         context: CorpusContext,
+        *,
+        sparse: SparseEncoder | None = None,
+        tenant: str | None = None,
+        has_tenants: bool = False,
     ) -> None:
         """Bind already-validated parts; use :meth:`create` or :meth:`open` instead."""
         self.client = client
@@ -96,6 +110,10 @@ class ContextualCollection:
         self.record = record
         self.context = context
         self.fingerprint = context.fingerprint
+        self.sparse = sparse
+        self.tenant = tenant
+        self._has_tenants = has_tenants or tenant is not None
+        self.upload_options = UploadOptions()
 
     def __repr__(self) -> str:
         """Short description."""
@@ -119,6 +137,9 @@ class ContextualCollection:
         seed: int = 0,
         strategy: SamplingStrategy = "uniform",
         show_progress_bar: bool | None = None,
+        hybrid: bool = False,
+        options: CollectionOptions | None = None,
+        tenant: str | None = None,
     ) -> ContextualCollection:
         """Create a collection that stores ``context`` (or one built from ``corpus``).
 
@@ -136,6 +157,10 @@ class ContextualCollection:
             seed: Sampling seed.
             strategy: ``"uniform"`` or ``"diverse"``.
             show_progress_bar: Progress bar while building the context.
+            hybrid: Add a lexical sparse vector for ``search(mode="hybrid")``.
+            options: Quantization, on-disk storage, HNSW, shards (see
+                :class:`CollectionOptions`); ``hybrid=True`` also sets its ``hybrid``.
+            tenant: Also register this context as ``tenant``'s and return that tenant's view.
 
         Returns:
             The collection, bound to the decoded stored context.
@@ -172,10 +197,15 @@ class ContextualCollection:
                 strategy=strategy,
                 show_progress_bar=show_progress_bar,
             )
+        opts = options or CollectionOptions()
+        if hybrid and not opts.hybrid:
+            opts = dataclasses.replace(opts, hybrid=True)
+        if tenant is not None:
+            _tenants.check_tenant(tenant)
         record = ContextRecord.from_context(context, encoder, generation=1)
         target = _store.physical_name(collection_name, 1)
         _store.drop_unpublished(client, target)
-        _store.create_physical(client, target, encoder.dim, record)
+        _store.create_physical(client, target, encoder.dim, record, opts)
         with _store.qdrant_errors(client, f"create alias {collection_name!r}"):
             client.update_collection_aliases(
                 change_aliases_operations=[
@@ -192,11 +222,19 @@ class ContextualCollection:
             target,
             context.fingerprint[:12],
         )
-        return cls.open(client, collection_name, encoder)
+        col = cls.open(client, collection_name, encoder)
+        if tenant is not None:
+            return col.add_tenant(tenant, context=context)
+        return col
 
     @classmethod
     def open(
-        cls, client: QdrantClient, collection_name: str, encoder: CDEEncoder
+        cls,
+        client: QdrantClient,
+        collection_name: str,
+        encoder: CDEEncoder,
+        *,
+        tenant: str | None = None,
     ) -> ContextualCollection:
         """Open an existing collection: read, decode and validate its context record.
 
@@ -204,6 +242,7 @@ class ContextualCollection:
             client: Any QdrantClient.
             collection_name: Collection or alias name.
             encoder: The encoder; must be the model that built the stored context.
+            tenant: Open this tenant's view: its context, its points only.
 
         Returns:
             The collection.
@@ -214,10 +253,16 @@ class ContextualCollection:
             ContextMissingError: The collection has no context record (made by another tool).
             ContextCorruptError: The record was modified, truncated or is unreadable.
             ContextMismatchError: The stored context was made by another model.
+            TenantContextMissingError: ``tenant`` has no context in this collection.
+            CollectionConfigError: The sparse vector recorded for hybrid search is missing.
         """
         info = _store.collection_info(client, collection_name)
         _store.check_vectors(info, collection_name, encoder.dim)
-        record = ContextRecord.from_metadata(info.config.metadata, collection_name)
+        metadata = info.config.metadata
+        record = ContextRecord.from_metadata(metadata, collection_name)
+        if tenant is not None:
+            record = _tenants.tenant_record(metadata, collection_name, tenant)
+        sparse = sparse_of(info, collection_name)
         context = record.to_context(collection_name)
         context.check_compatible(encoder)
         if (record.query_prefix, record.document_prefix) != (
@@ -233,7 +278,85 @@ class ContextualCollection:
                 encoder.query_prefix,
                 encoder.document_prefix,
             )
-        return cls(client, collection_name, encoder, record, context)
+        return cls(
+            client,
+            collection_name,
+            encoder,
+            record,
+            context,
+            sparse=sparse,
+            tenant=tenant,
+            has_tenants=_tenants.has_tenants(metadata),
+        )
+
+    def add_tenant(
+        self,
+        tenant: str,
+        *,
+        context: CorpusContext | None = None,
+        corpus: Iterable[str] | None = None,
+        size: int | None = None,
+        seed: int = 0,
+        strategy: SamplingStrategy = "uniform",
+        show_progress_bar: bool | None = None,
+    ) -> ContextualCollection:
+        """Give ``tenant`` its own context (ready, or built from ``corpus``); return its view.
+
+        Args:
+            tenant: Tenant name (stored in each of its points' ``tenant`` payload).
+            context: A ready context (from this encoder's model).
+            corpus: The tenant's documents to build one from (when ``context`` is None).
+            size: Context rows (default: the model's ``context_size``).
+            seed: Sampling seed.
+            strategy: ``"uniform"`` or ``"diverse"``.
+            show_progress_bar: Progress bar while building the context.
+
+        Returns:
+            The tenant's view (``open(..., tenant=tenant)``).
+
+        Raises:
+            InvalidInputError: Bad tenant name, or not exactly one of ``context``/``corpus``.
+            CollectionExistsError: The tenant already has a context.
+        """
+        _tenants.check_tenant(tenant)
+        if (context is None) == (corpus is None):
+            msg = "pass exactly one of context= or corpus= (the tenant's documents)."
+            raise InvalidInputError(msg)
+        if context is None and corpus is not None:
+            context = self.encoder.build_context(
+                corpus, size=size, seed=seed, strategy=strategy, show_progress_bar=show_progress_bar
+            )
+        if context is None:  # unreachable: narrows the type
+            raise InvalidInputError(msg)
+        record = ContextRecord.from_context(context, self.encoder)
+        _tenants.store_tenant(self.client, self.name, tenant, record)
+        view = ContextualCollection.open(self.client, self.name, self.encoder, tenant=tenant)
+        view.upload_options = self.upload_options
+        self._has_tenants = True
+        return view
+
+    def tenants(self) -> list[str]:
+        """Tenants of this collection that have their own context."""
+        return _tenants.list_tenants(_store.collection_info(self.client, self.name).config.metadata)
+
+    def _require_current(self) -> None:
+        """Refuse writes when the stored context moved on since this view was opened."""
+        if self.tenant is None:
+            _store.require_current(self.client, self.name, self.fingerprint)
+        else:
+            _tenants.require_current(self.client, self.name, self.tenant, self.fingerprint)
+
+    @property
+    def has_tenants(self) -> bool:
+        """Whether the collection has tenants (then a view without one sees untenanted points)."""
+        return self._has_tenants
+
+    def _scope(self) -> list[models.Condition]:
+        """Conditions every read of this object applies: its context and its tenant."""
+        return [
+            fingerprint_condition(self.fingerprint),
+            *_tenants.read_scope(self.tenant, self._has_tenants),
+        ]
 
     @classmethod
     def attach_context(
@@ -305,18 +428,21 @@ class ContextualCollection:
         """
         items = validate_texts(texts)
         keys = check_ids(ids, items)
+        if self.tenant is not None:
+            keys = [_tenants.tenant_point_id(self.tenant, k) for k in keys]
+        stamp = {} if self.tenant is None else {_tenants.TENANT_PAYLOAD_KEY: self.tenant}
         metas = check_metadatas(metadatas, len(items))
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             msg = f"batch_size={batch_size!r}; expected a positive int."
             raise InvalidInputError(msg)
-        _store.require_current(self.client, self.name, self.fingerprint)
+        self._require_current()
 
         def batches() -> Iterator[PendingBatch]:
             for start in range(0, len(items), batch_size):
                 stop = start + batch_size
                 chunk = items[start:stop]
                 payloads = [
-                    build_payload(t, m, self.fingerprint)
+                    {**build_payload(t, m, self.fingerprint), **stamp}
                     for t, m in zip(chunk, metas[start:stop], strict=True)
                 ]
                 yield PendingBatch(keys[start:stop], chunk, payloads)
@@ -331,6 +457,8 @@ class ContextualCollection:
             batch_size=batch_size,
             total=len(items),
             show_progress_bar=show_progress_bar,
+            sparse=self.sparse,
+            upload=self.upload_options,
         )
         return keys
 
@@ -393,6 +521,7 @@ class ContextualCollection:
             msg = "documents must be a collection of Document objects, not a string."
             raise InvalidInputError(msg)
         chunker = Chunker(self.encoder, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+        self._require_current()
         return sync_documents(
             self,
             documents,
@@ -428,10 +557,10 @@ class ContextualCollection:
             point_ids: list[models.ExtendedPointId] = [point_id(str(k)) for k in ids]
             if not point_ids:
                 return
-            selector: models.PointsSelector = models.PointIdsList(points=point_ids)
+            selector = _tenants.delete_selector(self.tenant, self._has_tenants, ids=point_ids)
         else:
             flt = metadata_filter(query_filter) or models.Filter()
-            selector = models.FilterSelector(filter=flt)
+            selector = _tenants.delete_selector(self.tenant, self._has_tenants, query_filter=flt)
         action = f"delete points of {self.name!r}"
         with _store.qdrant_errors(self.client, action):
             self.client.delete(self.name, points_selector=selector, wait=True)
@@ -445,58 +574,96 @@ class ContextualCollection:
         limit: int = 10,
         score_threshold: float | None = None,
         query_filter: models.Filter | Mapping[str, Any] | None = None,
+        mode: str = "dense",
+        fusion: str = "rrf",
+        rescore: bool | None = None,
+        oversampling: float | None = None,
+        hnsw_ef: int | None = None,
     ) -> list[SearchHit]:
         """Embed ``query`` with the stored context and return the nearest documents.
 
-        Only points made with the stored context (same fingerprint) are returned.
+        Only points made with the stored context (same fingerprint) are returned, and only
+        this object's tenant's (or, without a tenant, only points of no tenant).
 
         Args:
             query: The query text (the query prefix is added).
             limit: Most hits.
-            score_threshold: Drop hits with a lower cosine similarity.
+            score_threshold: Drop hits with a lower score (cosine similarity for ``"dense"``;
+                Qdrant's fused score for ``"hybrid"``).
             query_filter: A Qdrant filter, or ``{"key": value}`` on metadata.
+            mode: ``"dense"`` (CDE vectors), ``"sparse"`` (lexical, BM25 weights with
+                Qdrant's IDF) or ``"hybrid"`` (both, fused by Qdrant); the last two need a
+                collection created with ``hybrid=True``.
+            fusion: How Qdrant fuses hybrid results: ``"rrf"`` (reciprocal rank) or
+                ``"dbsf"`` (distribution-based score fusion).
+            rescore: With quantization: re-rank candidates with the full vectors.
+            oversampling: With quantization: fetch ``limit * oversampling`` candidates first.
+            hnsw_ef: HNSW search-time candidate list size.
 
         Returns:
             Hits, best first (empty for an empty collection).
 
         Raises:
-            InvalidInputError: Empty query or bad limit.
+            InvalidInputError: Empty query, bad limit, mode, fusion or search parameters.
+            CollectionConfigError: ``"sparse"``/``"hybrid"`` on a dense-only collection.
             ContextMismatchError: The collection was recontextualized since it was opened.
         """
         validate_text(query, "query")
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             msg = f"limit={limit!r}; expected a positive int."
             raise InvalidInputError(msg)
-        vector = self.encoder.embed_queries(
-            [query], self.context, show_progress_bar=False, prefix=self.record.query_prefix
-        )[0]
-        must: list[models.Condition] = [fingerprint_condition(self.fingerprint)]
+        check_mode(mode, fusion, self.sparse, self.name)
+        params = search_params(rescore=rescore, oversampling=oversampling, hnsw_ef=hnsw_ef)
+        dense = None
+        if mode != "sparse":
+            dense = self.encoder.embed_queries(
+                [query], self.context, show_progress_bar=False, prefix=self.record.query_prefix
+            )[0].tolist()
+        must = self._scope()
         extra = metadata_filter(query_filter)
         if extra is not None:
             must.append(extra)
+        request = query_kwargs(
+            mode=mode,
+            fusion=fusion,
+            dense=dense,
+            sparse_vector=None if self.sparse is None else self.sparse.embed_query(query),
+            sparse_name=None if self.sparse is None else self.sparse.vector_name,
+            limit=limit,
+            query_filter=models.Filter(must=must),
+            search_params=params,
+        )
         with _store.qdrant_errors(self.client, f"search {self.name!r}"):
             response = self.client.query_points(
                 self.name,
-                query=vector.tolist(),
                 limit=limit,
                 score_threshold=score_threshold,
-                query_filter=models.Filter(must=must),
                 with_payload=True,
+                **request,
             )
         hits = [hit_from_point(p) for p in response.points]
-        if not hits:
+        if not hits and self.tenant is None:
             _store.check_current(self.client, self.name, self.fingerprint)
+        elif not hits and self.tenant is not None:
+            _tenants.check_current(self.client, self.name, self.tenant, self.fingerprint)
         return hits
 
     def count(self) -> int:
         """Number of points made with the stored context (the searchable ones)."""
-        flt = models.Filter(must=[fingerprint_condition(self.fingerprint)])
+        flt = models.Filter(must=self._scope())
         with _store.qdrant_errors(self.client, f"count {self.name!r}"):
             return int(self.client.count(self.name, count_filter=flt, exact=True).count)
 
     def info(self) -> CollectionSummary:
-        """Counts, vector config and the provenance of the stored context."""
-        return _store.summarize(self.client, self.name, self.record)
+        """Counts, options and the provenance of the context (this tenant's, if any)."""
+        return _store.summarize(
+            self.client,
+            self.name,
+            self.record,
+            scope=self._scope()[1:],
+            tenant=self.tenant,
+            tenants=self.tenants(),
+        )
 
     # -- maintenance (see recontextualize.py) ----------------------------------------------
 
@@ -569,9 +736,29 @@ class ContextualCollection:
         Returns:
             ``self``, bound to the new context.
 
+        With a tenant, only that tenant's points are re-embedded, in place, under a new
+        context built from its texts; other tenants' vectors are not touched.
+
         Raises:
-            CollectionConfigError: Points without text (and not ``skip_textless``).
+            CollectionConfigError: Points without text (and not ``skip_textless``), or a
+                whole-collection rebuild of a collection with tenants.
         """
+        if self.tenant is not None:
+            self.record, self.context = _tenants.recontextualize_tenant(
+                self.client,
+                self.name,
+                self.encoder,
+                self.tenant,
+                sparse=self.sparse,
+                size=size,
+                seed=seed,
+                strategy=strategy,
+                batch_size=batch_size,
+                upload=self.upload_options,
+                show_progress_bar=show_progress_bar,
+            )
+            self.fingerprint = self.context.fingerprint
+            return self
         recontextualize.rebuild(
             self.client,
             self.name,
@@ -583,6 +770,7 @@ class ContextualCollection:
             skip_textless=skip_textless,
             keep_old=keep_old,
             show_progress_bar=show_progress_bar,
+            upload=self.upload_options,
         )
         fresh = ContextualCollection.open(self.client, self.name, self.encoder)
         self.record, self.context, self.fingerprint = fresh.record, fresh.context, fresh.fingerprint

@@ -248,7 +248,9 @@ class ContextEmbedder:
         if client is None or isinstance(client, AsyncQdrantClient):
             msg = "this binding uses an AsyncQdrantClient; reopen the store instead."
             raise InvalidInputError(msg)
-        fresh = BoundContext.open(client, str(bound.collection_name), on_stale=self.on_stale)
+        fresh = BoundContext.open(
+            client, str(bound.collection_name), on_stale=self.on_stale, tenant=bound.tenant
+        )
         fresh.context.check_compatible(self.encoder)
         with bound._lock:  # in place: stores sharing it see the new context too
             bound.context, bound.record, bound.target = fresh.context, fresh.record, fresh.target

@@ -14,8 +14,10 @@ __all__ = [
     "DatasetFormatError",
     "DuplicateDocumentError",
     "QdrantUnavailableError",
+    "RequestTooLargeError",
     "StoreLockedError",
     "StoreUnusableError",
+    "TenantContextMissingError",
 ]
 
 
@@ -45,6 +47,14 @@ class StoreLockedError(CDERagError, RuntimeError):
 
 class QdrantUnavailableError(CDERagError, ConnectionError):
     """A Qdrant server could not be reached or answered with an unexpected error."""
+
+
+class RequestTooLargeError(CDERagError, ValueError):
+    """One point is larger than a Qdrant request may be (the server's size limit)."""
+
+
+class TenantContextMissingError(ContextMissingError):
+    """A tenant of a collection has no context of its own yet."""
 
 
 class DatasetFormatError(InvalidInputError):

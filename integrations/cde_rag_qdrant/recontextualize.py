@@ -25,15 +25,19 @@ from cde_rag.sampling import SamplingStrategy
 from cde_rag_qdrant import _store
 from cde_rag_qdrant._kill_points import AFTER_ALIAS_SWITCH, kill_point
 from cde_rag_qdrant._pipeline import PendingBatch, embed_and_upsert
+from cde_rag_qdrant._upload import UploadOptions
 from cde_rag_qdrant.errors import (
     CollectionConfigError,
     CollectionEmptyError,
     ContextMissingError,
 )
+from cde_rag_qdrant.options import options_of
 from cde_rag_qdrant.orphans import RETIRE_KEY, drop_orphans
 from cde_rag_qdrant.payload import CONTENT_PAYLOAD_KEY, FINGERPRINT_PAYLOAD_KEY
 from cde_rag_qdrant.record import ContextRecord
 from cde_rag_qdrant.results import DriftReport
+from cde_rag_qdrant.sparse import SparseEncoder
+from cde_rag_qdrant.tenants import TENANTS_METADATA_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +158,7 @@ def rebuild(
     skip_textless: bool = False,
     keep_old: bool = False,
     show_progress_bar: bool | None = None,
+    upload: UploadOptions | None = None,
 ) -> CorpusContext:
     """Rebuild ``name`` with a new context built from its own texts; switch atomically.
 
@@ -174,9 +179,11 @@ def rebuild(
         skip_textless: Drop points without ``page_content`` instead of refusing.
         keep_old: Keep the old physical collection after the switch (aliases only).
         show_progress_bar: Progress bars (default: when logging at INFO).
+        upload: How points are sent (see ``UploadOptions``).
 
     Returns:
-        The new context (as stored).
+        The new context (as stored). The new collection keeps the options (quantization,
+        on-disk, HNSW, shards, hybrid sparse vector) of the old one.
 
     Raises:
         CollectionNotFoundError: No such collection.
@@ -186,6 +193,16 @@ def rebuild(
     """
     info = _store.collection_info(client, name)
     _store.check_vectors(info, name, encoder.dim)
+    if TENANTS_METADATA_KEY in (info.config.metadata or {}):
+        msg = (
+            f"collection {name!r} has tenants with their own contexts; a whole-collection "
+            "rebuild would re-embed their points under one context. Recontextualize each "
+            f"tenant instead: `cde-rag recontextualize --collection {name} --tenant NAME` "
+            "(ContextualCollection.open(..., tenant=NAME).recontextualize())."
+        )
+        raise CollectionConfigError(msg)
+    sparse = SparseEncoder.from_metadata(info.config.metadata, name)
+    options = options_of(info, sparse)
     drop_orphans(client, name)
     current = _store.alias_target(client, name)
     source = current or name
@@ -222,10 +239,22 @@ def rebuild(
         target,
         encoder.dim,
         record,
+        options,
         extra_metadata=None if retire is None else {RETIRE_KEY: retire},
     )
     try:
-        _fill(client, source, target, encoder, context, batch_size, len(texts), show_progress_bar)
+        _fill(
+            client,
+            source,
+            target,
+            encoder,
+            context,
+            batch_size,
+            len(texts),
+            show_progress_bar,
+            sparse=sparse,
+            upload=upload,
+        )
     except BaseException:
         # the new collection is unpublished and incomplete: remove it, keep the old one
         with contextlib.suppress(Exception):
@@ -251,6 +280,9 @@ def _fill(
     batch_size: int,
     total: int,
     show_progress_bar: bool | None,
+    *,
+    sparse: SparseEncoder | None,
+    upload: UploadOptions | None,
 ) -> None:
     """Re-embed every point of ``source`` that has text into ``target``, then verify the count.
 
@@ -286,6 +318,8 @@ def _fill(
         total=total,
         show_progress_bar=show_progress_bar,
         desc="Re-embed",
+        sparse=sparse,
+        upload=upload,
     )
     with _store.qdrant_errors(client, f"count {target!r}"):
         stored = int(client.count(target, exact=True).count)

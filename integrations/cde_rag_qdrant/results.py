@@ -47,6 +47,10 @@ class CollectionSummary:
         record_version: Layout version of the stored record.
         provenance: How the context was built.
         location: Where the data lives.
+        options: How the collection is stored and indexed (quantization, on-disk, HNSW,
+            shards, hybrid; see ``CollectionOptions``).
+        tenant: The tenant reported on (its context and points), or None.
+        tenants: Tenants of the collection that have their own context.
         points_unstamped: Points without a context fingerprint (written around cde-rag);
             never searched. Fix: ``recontextualize`` re-embeds them.
         orphans: Unpublished physical collections an interrupted rebuild left behind (the
@@ -70,6 +74,9 @@ class CollectionSummary:
     record_version: int
     provenance: ContextProvenance
     location: str
+    options: dict[str, Any] = field(default_factory=dict)
+    tenant: str | None = None
+    tenants: list[str] = field(default_factory=list)
     points_unstamped: int = 0
     orphans: tuple[str, ...] = ()
 

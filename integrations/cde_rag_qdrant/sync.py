@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from cde_rag.errors import InvalidInputError
 from cde_rag.progress import progress_enabled
 from cde_rag_qdrant import _store
+from cde_rag_qdrant import tenants as _tenants
 from cde_rag_qdrant._pipeline import PendingBatch, WindowEmbedder, embed_and_upsert
 from cde_rag_qdrant._testhooks import crash_point
 from cde_rag_qdrant.chunking import Chunker, ChunkSpan
@@ -73,13 +74,23 @@ _SCROLL_PAGE = 1024
 _DELETE_BATCH = 256
 
 
-def chunk_point_id(document_id: str, chunking_key: str, index: int) -> str:
+def chunk_point_id(
+    document_id: str, chunking_key: str, index: int, tenant: str | None = None
+) -> str:
     """Point id of chunk ``index`` of a document's chunking (UUIDv5).
 
     ``chunking_key`` hashes the text, its format and the chunker settings (not the
-    metadata), so a metadata-only change rewrites the same points in place.
+    metadata), so a metadata-only change rewrites the same points in place. A tenant's chunks
+    get ids of their own (tenants may hold documents with the same ids).
     """
-    return str(uuid.uuid5(_CHUNK_NAMESPACE, f"{document_id}\x1f{chunking_key}\x1f{index}"))
+    point = str(uuid.uuid5(_CHUNK_NAMESPACE, f"{document_id}\x1f{chunking_key}\x1f{index}"))
+    return point if tenant is None else _tenants.tenant_point_id(tenant, point)
+
+
+def _in_scope(col: ContextualCollection, flt: models.Filter) -> models.Filter:
+    """``flt`` limited to the points of the view: its tenant's, or those of no tenant."""
+    scope = _tenants.read_scope(col.tenant, col.has_tenants)
+    return models.Filter(must=[flt, *scope]) if scope else flt
 
 
 @dataclass(frozen=True)
@@ -150,7 +161,7 @@ def _scroll(
         with _store.qdrant_errors(col.client, f"read {col.name!r}"):
             points, offset = col.client.scroll(
                 col.name,
-                scroll_filter=flt,
+                scroll_filter=_in_scope(col, flt),
                 limit=_SCROLL_PAGE,
                 offset=offset,
                 with_payload=models.PayloadSelectorInclude(include=keys),
@@ -274,7 +285,7 @@ def _plan(
             report.chunks_unchanged += count
             continue
         spans = chunker.spans(loaded.text, text_format=source.text_format)
-        new_ids = [chunk_point_id(doc_id, chunking_key, k) for k in range(len(spans))]
+        new_ids = [chunk_point_id(doc_id, chunking_key, k, col.tenant) for k in range(len(spans))]
         missing = [k for k, pid in enumerate(new_ids) if pid not in ids]
         fresh = set(new_ids)  # points of other versions with these ids get overwritten
         stale = sum(len(p - fresh) for v, (p, _) in stored.items() if v != version)
@@ -343,9 +354,10 @@ def _batches(
         for k in plan.missing:
             span = plan.spans[k]
             text = loaded.text[span.start : span.end]
-            ids.append(chunk_point_id(plan.source.id, plan.chunking_key, k))
+            ids.append(chunk_point_id(plan.source.id, plan.chunking_key, k, col.tenant))
             texts.append(text)
-            payloads.append(build_payload(text, _chunk_metadata(plan, meta, k), col.fingerprint))
+            payload = build_payload(text, _chunk_metadata(plan, meta, k), col.fingerprint)
+            payloads.append({**payload, **_tenants.tenant_stamp(col.tenant)})
             if len(ids) >= batch_size:
                 yield PendingBatch(ids, texts, payloads)
                 ids, texts, payloads = [], [], []
@@ -355,7 +367,8 @@ def _batches(
 
 def _delete(col: ContextualCollection, flt: models.Filter) -> None:
     with _store.qdrant_errors(col.client, f"delete points of {col.name!r}"):
-        col.client.delete(col.name, points_selector=models.FilterSelector(filter=flt), wait=True)
+        selector = models.FilterSelector(filter=_in_scope(col, flt))
+        col.client.delete(col.name, points_selector=selector, wait=True)
 
 
 def _doc_is(doc_ids: list[str]) -> models.FieldCondition:
@@ -398,6 +411,8 @@ def sync_documents(
             show_progress_bar=show,
             unit="chunk",
             embedder=embedder,
+            sparse=col.sparse,
+            upload=col.upload_options,
         )
     crash_point("written")
     removed = 0
@@ -468,7 +483,7 @@ def sample_changed_texts(col: ContextualCollection, doc_ids: list[str], limit: i
     flt = models.Filter(must=[_doc_is(doc_ids), fingerprint_condition(col.fingerprint)])
     with _store.qdrant_errors(col.client, f"read {col.name!r}"):
         points, _ = col.client.scroll(
-            col.name, scroll_filter=flt, limit=limit, with_payload=["page_content"]
+            col.name, scroll_filter=_in_scope(col, flt), limit=limit, with_payload=["page_content"]
         )
     texts = [(p.payload or {}).get("page_content") for p in points]
     return [t for t in texts if isinstance(t, str) and t.strip()]

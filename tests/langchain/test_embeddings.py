@@ -210,6 +210,7 @@ def test_public_api_is_pinned() -> None:
     assert cde_rag_langchain.__all__ == [
         "CDEEmbeddings",
         "CDEQdrantVectorStore",
+        "CDESparseEmbeddings",
         "create_qdrant_vector_store",
         "qdrant_vector_store",
     ]
