@@ -23,8 +23,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from cde_rag import CDEEncoder, CorpusContext  # noqa: E402
-from cde_rag.config import parse_config  # noqa: E402
+# Re-exported: the benchmark scripts import them from here (after the sys.path setup above).
+from cde_rag import CDEEncoder as CDEEncoder  # noqa: E402
+from cde_rag import CorpusContext as CorpusContext  # noqa: E402
+from cde_rag.config import ModernBertConfig, parse_config  # noqa: E402
 from cde_rag.context import new_provenance  # noqa: E402
 from cde_rag.model.cde import CDEModel  # noqa: E402
 
@@ -229,3 +231,11 @@ def rss_kib(field: str = "VmRSS") -> int:
     import resource
 
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def backbone_layers(encoder: CDEEncoder) -> int:
+    """Transformer layers of the encoder's backbone (ModernBERT or NomicBERT)."""
+    backbone = encoder.config.backbone
+    if isinstance(backbone, ModernBertConfig):
+        return backbone.num_hidden_layers
+    return backbone.n_layer

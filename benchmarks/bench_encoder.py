@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,6 +42,7 @@ from _common import (
     CDEEncoder,
     CorpusContext,
     Timer,
+    backbone_layers,
     build_random_checkpoint,
     cpu_bf16_flags,
     peak_rss_reset,
@@ -52,7 +54,9 @@ from _common import (
 )
 
 from cde_rag._batching import length_sorted_batches, pad_batch
+from cde_rag.config import ModernBertConfig
 from cde_rag.model._ops import additive_mask, apply_rotary, mean_pool, rotary_tables
+from cde_rag.model.modernbert import ModernBertBackbone, ModernBertLayer
 
 NAIVE_BATCH = 32
 NOT_BF16 = " applies to bf16-capable hardware; this one is not"
@@ -71,6 +75,7 @@ def naive_stage2(
     """
     stage2 = encoder.model.second_stage_model
     bb = stage2.backbone
+    assert isinstance(bb, ModernBertBackbone)  # the benchmark model is ModernBERT-based
     cfg = bb.config
     b, n_text = ids.shape
     prefix = torch.cat([rows, stage2.soft_prompt()], dim=0)
@@ -91,6 +96,7 @@ def naive_stage2(
         False: rotary_tables(positions, cfg.head_dim, cfg.local_rope_theta, hidden.dtype),
     }
     for layer in bb.layers:
+        assert isinstance(layer, ModernBertLayer)
         cos, sin = rope[layer.is_global]
         q, k, v = layer.attn.split_heads(layer.attn.Wqkv(layer.attn_norm(hidden)))
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
@@ -128,6 +134,7 @@ def stage2_flops(
     layer computes queries/outputs of the text rows only); else every row everywhere.
     """
     cfg = encoder.config.backbone
+    assert isinstance(cfg, ModernBertConfig)
     d, inner, n_layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
     n_prefix = encoder.context_size + encoder.config.n_soft_prompt
     total = 0.0
@@ -194,7 +201,7 @@ def memory_child(folder: str, n_docs: int, threads: int, device: str) -> None:
     print("MEMORY_JSON " + json.dumps(report))
 
 
-def run_memory_child(folder: Path, n_docs: int, threads: int, device: str) -> dict:
+def run_memory_child(folder: Path, n_docs: int, threads: int, device: str) -> dict[str, Any]:
     """Run :func:`memory_child` in a fresh interpreter and parse its report."""
     cmd = [
         sys.executable,
@@ -213,7 +220,8 @@ def run_memory_child(folder: Path, n_docs: int, threads: int, device: str) -> di
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith("MEMORY_JSON "):
-            return json.loads(line.removeprefix("MEMORY_JSON "))
+            report: dict[str, Any] = json.loads(line.removeprefix("MEMORY_JSON "))
+            return report
     msg = f"memory child failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     raise RuntimeError(msg)
 
@@ -265,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         f"cpu bf16 flags: {' '.join(flags) or 'none'} "
         f"(bf16 {'accelerated' if bf16_hw else 'NOT accelerated'} on this device)"
     )
-    results: dict[str, object] = {
+    results: dict[str, Any] = {
         "command": shlex.join(["python", *sys.argv]),
         "quick": quick,
         "threads": threads,
@@ -276,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cde-bench-") as tmp:
         folder = build_random_checkpoint(Path(tmp) / "model", layers=layers, corpus_size=ctx_rows)
         encoder = CDEEncoder.from_pretrained(folder, device=device)
-        n_layers = encoder.config.backbone.num_hidden_layers
+        n_layers = backbone_layers(encoder)
         print(
             f"model: random-weight ModernBERT-base CDE, {n_layers} layers, "
             f"{encoder.context_size} context rows, dim {encoder.dim}"

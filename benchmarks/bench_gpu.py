@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -41,6 +42,7 @@ from _common import (
     CDEEncoder,
     CorpusContext,
     Timer,
+    backbone_layers,
     build_random_checkpoint,
     cpu_bf16_flags,
     peak_rss_reset,
@@ -50,14 +52,15 @@ from _common import (
     token_lengths,
 )
 
-from cde_rag._fastpath import auto_dtype, resolve_attention
+from cde_rag._fastpath import AttentionName, auto_dtype, resolve_attention
+from cde_rag.encoder import DTypeName
 from cde_rag.model.varlen import _varlen_has_window, flash_varlen_available
 
 VARIANTS = ("fp32-padded", "fp32-packed", "bf16-packed", "fp16-packed")
 REFERENCE, FAST = "fp32-padded", "bf16-packed"
-DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+DTYPES: dict[str, DTypeName] = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 SPEEDUP_TARGET, COSINE_TARGET, PACKED_DIFF_TARGET = 3.0, 0.999, 1e-5
-QUIET = {"show_progress_bar": False}
+QUIET: dict[str, Any] = {"show_progress_bar": False}
 
 
 def rag_lengths(n: int, low: int, high: int, *, median: float, seed: int = 0) -> list[int]:
@@ -120,7 +123,10 @@ def load_variants(
         dtype, attention = name.split("-")
         try:
             encoder = CDEEncoder.from_pretrained(
-                folder, device=device, dtype=DTYPES[dtype], attention=attention
+                folder,
+                device=device,
+                dtype=DTYPES[dtype],
+                attention=cast("AttentionName", attention),
             )
             assert encoder.attention == attention
             context = random_context(encoder)
@@ -247,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             Path(tmp) / "model", layers=layers, corpus_size=64 if quick else 512
         )
         probe = CDEEncoder.from_pretrained(folder, device="cpu")
-        n_layers = probe.config.backbone.num_hidden_layers
+        n_layers = backbone_layers(probe)
         print(
             f"model: random-weight ModernBERT-base CDE, {n_layers} layers, "
             f"{probe.context_size} context rows, dim {probe.dim}"

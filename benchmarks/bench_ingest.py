@@ -35,6 +35,7 @@ from _common import (
     REPO_ROOT,
     CDEEncoder,
     Timer,
+    backbone_layers,
     build_random_checkpoint,
     random_context,
     spread_lengths,
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         encoder = CDEEncoder.from_pretrained(folder, device=device)
         print(
             f"model: random-weight ModernBERT-base CDE, "
-            f"{encoder.config.backbone.num_hidden_layers} layers, "
+            f"{backbone_layers(encoder)} layers, "
             f"{encoder.context_size} context rows"
         )
         context = random_context(encoder)

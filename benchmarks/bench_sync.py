@@ -41,6 +41,7 @@ from _common import (
     TINY_TOKENIZER,
     CDEEncoder,
     Timer,
+    backbone_layers,
     build_random_checkpoint,
     random_context,
     spread_lengths,
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         context = random_context(encoder)
         print(
             f"model: random-weight ModernBERT-base CDE, "
-            f"{encoder.config.backbone.num_hidden_layers} layers, {encoder.context_size} rows"
+            f"{backbone_layers(encoder)} layers, {encoder.context_size} rows"
         )
         docs = root / "docs"
         docs.mkdir()

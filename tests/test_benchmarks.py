@@ -7,13 +7,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _quick(script: str, tmp_path: Path, *extra: str) -> dict[str, object]:
+def _quick(script: str, tmp_path: Path, *extra: str) -> dict[str, Any]:
     out = tmp_path / "result.json"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "integrations")])

@@ -210,7 +210,7 @@ def test_a_bare_string_is_refused_not_split_into_characters(
 ) -> None:
     client, col = collection
     store = adapter.open(client, "docs", adapter.embeddings(model_name=str(V2_TINY), device="cpu"))
-    call = (
+    call: Callable[[], object] = (
         (lambda: store.add_texts("abc"))
         if adapter.name == "langchain"
         else (lambda: store._query_model().get_text_embedding_batch("abc"))

@@ -8,6 +8,7 @@ import shutil
 import struct
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -120,7 +121,9 @@ def test_corpus_of_exactly_size_is_used_as_given(v2_encoder_session: CDEEncoder)
 
 
 @pytest.mark.parametrize("strategy", ["uniform", "diverse"])
-def test_strategy_is_recorded(v2_encoder_session: CDEEncoder, strategy: str) -> None:
+def test_strategy_is_recorded(
+    v2_encoder_session: CDEEncoder, strategy: Literal["uniform", "diverse"]
+) -> None:
     context = v2_encoder_session.build_context(
         corpus_texts(), size=4, seed=3, strategy=strategy, show_progress_bar=False
     )
@@ -466,7 +469,7 @@ def test_fallback_context_from_random_strings(copied_encoder: CDEEncoder) -> Non
     assert (other.provenance.seed, other.provenance.size) == (1, 8)
 
 
-def test_embeddings_cannot_be_changed_through_the_attribute(v2_context) -> None:
+def test_embeddings_cannot_be_changed_through_the_attribute(v2_context: CorpusContext) -> None:
     before, original = v2_context.fingerprint, v2_context.embeddings
     view = v2_context.embeddings
     view += 1.0  # mutating the returned tensor must not change the context
@@ -475,6 +478,6 @@ def test_embeddings_cannot_be_changed_through_the_attribute(v2_context) -> None:
     assert CorpusContext.from_bytes(v2_context.to_bytes()).fingerprint == before
 
 
-def test_equality_with_other_types_is_not_implemented(v2_context) -> None:
+def test_equality_with_other_types_is_not_implemented(v2_context: CorpusContext) -> None:
     assert v2_context.__eq__("not a context") is NotImplemented
     assert v2_context != "not a context"

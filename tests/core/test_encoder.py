@@ -6,6 +6,8 @@ import copy
 import dataclasses
 import logging
 import random
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ from cde_rag import (
     CorpusContext,
     InvalidInputError,
 )
+from cde_rag.config import ModernBertConfig
 from cde_rag.context import new_provenance
 from tests.conftest import V1_TINY, V2_TINY, corpus_texts, fixture_texts, golden
 
@@ -83,7 +86,7 @@ def _split_docs(docs: list[str]) -> tuple[list[int], list[int]]:
     return prefixed, bare
 
 
-def _embed_golden_docs(ref: Reference, context: CorpusContext, **kwargs: object) -> np.ndarray:
+def _embed_golden_docs(ref: Reference, context: CorpusContext, **kwargs: Any) -> np.ndarray:
     """The golden documents, the two unprefixed ones with prefix=""."""
     docs = ref.texts["docs"]
     prefixed, bare = _split_docs(docs)
@@ -427,6 +430,7 @@ def test_max_length_defaults_to_the_config(v2_encoder_session: CDEEncoder) -> No
 
 def test_max_length_is_settable_up_to_the_position_limit(v2_encoder: CDEEncoder) -> None:
     config = v2_encoder.config
+    assert isinstance(config.backbone, ModernBertConfig)
     limit = config.backbone.max_position_embeddings - v2_encoder.context_size - config.n_soft_prompt
     v2_encoder.max_length = limit
     assert v2_encoder.max_length == limit
@@ -546,7 +550,7 @@ def test_bad_corpus_is_refused(v2_encoder_session: CDEEncoder, corpus: object, m
 def test_a_non_context_is_refused(v2_encoder_session: CDEEncoder, context: object) -> None:
     name = type(context).__name__
     with pytest.raises(InvalidInputError, match=rf"context must be a CorpusContext; got {name}"):
-        v2_encoder_session.embed_documents(["cats"], context)  # type: ignore[arg-type]
+        v2_encoder_session.embed_documents(["cats"], context)  # type: ignore[call-overload]
 
 
 def test_unknown_output_is_refused(
@@ -562,7 +566,7 @@ def test_bad_batch_size_is_refused(
 ) -> None:
     match = rf"batch_size={batch_size!r}; expected a positive int"
     with pytest.raises(InvalidInputError, match=match):
-        v2_encoder_session.embed_documents(["cats"], v2_context, batch_size=batch_size)  # type: ignore[arg-type]
+        v2_encoder_session.embed_documents(["cats"], v2_context, batch_size=batch_size)  # type: ignore[call-overload]
     with pytest.raises(InvalidInputError, match=match):
         v2_encoder_session.build_context(["cats"], size=1, batch_size=batch_size)  # type: ignore[arg-type]
 
@@ -647,7 +651,9 @@ def test_cuda_without_cuda_is_refused() -> None:
 
 
 @pytest.mark.parametrize("bad", [True, 2.5])
-def test_batching_options_reject_wrong_types(v2_encoder_session, v2_context, bad) -> None:
+def test_batching_options_reject_wrong_types(
+    v2_encoder_session: CDEEncoder, v2_context: CorpusContext, bad: Any
+) -> None:
     with pytest.raises(InvalidInputError, match="batch_size"):
         v2_encoder_session.embed_documents(["a text"], v2_context, batch_size=bad)
     with pytest.raises(InvalidInputError, match="max_batch_tokens"):
@@ -655,7 +661,7 @@ def test_batching_options_reject_wrong_types(v2_encoder_session, v2_context, bad
 
 
 def test_concurrent_calls_with_different_max_lengths_share_the_tokenizer_safely(
-    v2_encoder_session,
+    v2_encoder_session: CDEEncoder,
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -670,13 +676,18 @@ def test_concurrent_calls_with_different_max_lengths_share_the_tokenizer_safely(
     assert results == [8, 300, 8, 300] * 10
 
 
-def test_cpu_default_token_budget_is_applied(v2_encoder_session, v2_context, monkeypatch) -> None:
+def test_cpu_default_token_budget_is_applied(
+    v2_encoder_session: CDEEncoder, v2_context: CorpusContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import cde_rag.encoder as encoder_module
+    from cde_rag._batching import length_sorted_batches
 
     seen: list[int | None] = []
-    real = encoder_module.length_sorted_batches
+    real = length_sorted_batches
 
-    def spy(lengths, *, batch_size, max_batch_tokens, extra_tokens):
+    def spy(
+        lengths: Sequence[int], *, batch_size: int, max_batch_tokens: int | None, extra_tokens: int
+    ) -> list[list[int]]:
         seen.append(max_batch_tokens)
         return real(
             lengths,

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, Literal
+
 import numpy as np
 import pytest
 import torch
@@ -20,7 +23,10 @@ from tests.conftest import V1_TINY, V2_TINY, corpus_texts
 pytestmark = pytest.mark.gpu
 
 CUDA = torch.device("cuda")
-OPTIONS = {"v2": (V2_TINY, {}), "v1": (V1_TINY, {"nomic_rotary_mode": "repo_hf"})}
+OPTIONS: dict[str, tuple[Path, dict[str, Any]]] = {
+    "v2": (V2_TINY, {}),
+    "v1": (V1_TINY, {"nomic_rotary_mode": "repo_hf"}),
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -77,7 +83,7 @@ def test_cuda_float32_packed_equals_padded(version: str) -> None:
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 @pytest.mark.parametrize("version", ["v2", "v1"])
 def test_cuda_half_packed_agrees_with_cpu_float32(
-    request: pytest.FixtureRequest, version: str, dtype: str
+    request: pytest.FixtureRequest, version: str, dtype: Literal["bfloat16", "float16"]
 ) -> None:
     folder, options = OPTIONS[version]
     fast = CDEEncoder.from_pretrained(

@@ -23,6 +23,7 @@ from cde_rag.errors import (
     TokenizerNotFoundError,
 )
 from cde_rag.model.cde import CDEModel
+from cde_rag.model.modernbert import ModernBertBackbone
 from tests.conftest import V1_TINY, V2_TINY
 
 
@@ -83,10 +84,9 @@ def test_modernbert_base_sized_checkpoint_loads_through_shipped_config(tmp_path:
     del state
     encoder = CDEEncoder.from_pretrained(folder, device="cpu")
     assert encoder.dim == 768 and encoder.context_size == 16
-    assert encoder.model.first_stage_model.embedder.embeddings.tok_embeddings.weight.shape == (
-        50368,
-        768,
-    )
+    embedder = encoder.model.first_stage_model.embedder
+    assert isinstance(embedder, ModernBertBackbone)
+    assert embedder.embeddings.tok_embeddings.weight.shape == (50368, 768)
     context = encoder.build_context([f"document number {i}" for i in range(4)], size=4)
     vectors = encoder.embed_documents(["a short text", "another one"], context)
     assert vectors.shape == (2, 768) and bool(torch.isfinite(torch.from_numpy(vectors)).all())

@@ -21,9 +21,10 @@ G1 = golden(V1_TINY)
 def _docs(encoder: CDEEncoder, g: dict[str, torch.Tensor], context: torch.Tensor) -> torch.Tensor:
     stage2 = encoder.model.second_stage_model
     with torch.inference_mode():
-        return stage2(
+        out: torch.Tensor = stage2(
             g["docs.input_ids"], g["docs.attention_mask"], stage2.prepare_context(context)
         )
+    return out
 
 
 def test_output_residual_switch() -> None:
@@ -90,7 +91,9 @@ def test_native_modernbert_equals_transformers() -> None:
     from transformers import ModernBertConfig, ModernBertModel
 
     data = json.loads((V2_TINY / "config.json").read_text())["backbone_config"]
-    reference = ModernBertModel(ModernBertConfig(**data, attn_implementation="sdpa")).eval()
+    # transformers types neither the config's attn_implementation keyword nor eval()
+    config = ModernBertConfig(**data, attn_implementation="sdpa")  # type: ignore[call-arg]
+    reference = ModernBertModel(config).eval()  # type: ignore[no-untyped-call]
     encoder = CDEEncoder.from_pretrained(V2_TINY, device="cpu")
     native = encoder.model.first_stage_model.embedder
     state = {k: v.clone() for k, v in native.state_dict().items()}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,16 +22,18 @@ from cde_rag.model.varlen import Packing, _padded_attention, varlen_attention
 from tests.conftest import V1_TINY, V2_TINY, corpus_texts, golden
 
 ATOL = 1e-5
-CASES = {
+CASES: dict[str, tuple[Path, dict[str, Any]]] = {
     "v2": (V2_TINY, {}),
     "v1-repo_hf": (V1_TINY, {"nomic_rotary_mode": "repo_hf"}),
     "v1-hf_remote": (V1_TINY, {"nomic_rotary_mode": "hf_remote"}),
     "v1-training": (V1_TINY, {"nomic_rotary_mode": "training"}),
 }
 
+Models = tuple[CDEModel, CDEModel, dict[str, torch.Tensor]]
+
 
 @pytest.fixture(scope="module", params=list(CASES))
-def models(request: pytest.FixtureRequest) -> tuple[CDEModel, CDEModel, dict[str, torch.Tensor]]:
+def models(request: pytest.FixtureRequest) -> Models:
     folder, options = CASES[request.param]
     encoder = CDEEncoder.from_pretrained(folder, device="cpu", attention="padded", **options)
     padded = encoder.model
@@ -52,7 +56,7 @@ def _mixed_batch(g: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor
     return both_ids, both_mask
 
 
-def test_first_stage_packed_equals_padded(models: tuple) -> None:
+def test_first_stage_packed_equals_padded(models: Models) -> None:
     padded, packed, g = models
     ids, mask = g["minicorpus.input_ids"], g["minicorpus.attention_mask"]
     assert len(set(mask.sum(dim=1).tolist())) > 1  # mixed lengths
@@ -64,7 +68,7 @@ def test_first_stage_packed_equals_padded(models: tuple) -> None:
 
 
 @pytest.mark.parametrize("rows", ["exact", "more", "fewer"])
-def test_second_stage_packed_equals_padded(models: tuple, rows: str) -> None:
+def test_second_stage_packed_equals_padded(models: Models, rows: str) -> None:
     padded, packed, g = models
     config = padded.config
     embeddings = {
@@ -88,7 +92,7 @@ def test_second_stage_packed_equals_padded(models: tuple, rows: str) -> None:
             assert_close(one, expected[i : i + 1], rtol=0, atol=ATOL)
 
 
-def test_full_hidden_states_packed_equal_padded(models: tuple) -> None:
+def test_full_hidden_states_packed_equal_padded(models: Models) -> None:
     """Every row of ``[context; soft prompt; text]``, not only the pooled text rows."""
     padded, packed, g = models
     ids, mask = _mixed_batch(g)
@@ -191,7 +195,7 @@ def test_unknown_attention_is_refused(bad: object) -> None:
 def test_bfloat16_packed_is_close_to_float32(request: pytest.FixtureRequest, version: str) -> None:
     """bf16 on CPU through the packed path: cosine >= 0.999 against float32 padded."""
     folder = V2_TINY if version == "v2" else V1_TINY
-    options = {"nomic_rotary_mode": "repo_hf"} if version == "v1" else {}
+    options: dict[str, Any] = {"nomic_rotary_mode": "repo_hf"} if version == "v1" else {}
     bf16 = CDEEncoder.from_pretrained(
         folder, device="cpu", dtype="bfloat16", attention="packed", **options
     )
@@ -210,7 +214,7 @@ def test_bfloat16_packed_is_close_to_float32(request: pytest.FixtureRequest, ver
 
 @pytest.mark.parametrize("has_window", [True, False])
 def test_flash_dispatch_passes_varlen_arguments(
-    models: tuple, monkeypatch: pytest.MonkeyPatch, has_window: bool
+    models: Models, monkeypatch: pytest.MonkeyPatch, has_window: bool
 ) -> None:
     """The CUDA branch on CPU: a stand-in for ``varlen_attn`` checks what it is given.
 
@@ -254,7 +258,9 @@ def test_flash_dispatch_passes_varlen_arguments(
         layers = backbone.num_hidden_layers
         n_global = len(range(0, layers, backbone.global_attn_every_n_layers))
         window = backbone.local_attention // 2
-        local = [(window, window)] * (layers - n_global) if has_window else []
+        local: list[tuple[int, int] | None] = (
+            [(window, window)] * (layers - n_global) if has_window else []
+        )
         assert sorted(calls, key=str) == sorted([None] * n_global + local, key=str)
     else:
         assert calls == [None] * backbone.n_layer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -18,12 +19,15 @@ EMB_ATOL = 1e-5
 HIDDEN_ATOL = 5e-5
 
 
+Case = tuple[str, CDEEncoder, dict[str, torch.Tensor], Path]
+
+
 @pytest.fixture(scope="module", params=["v2-padded", "v2-packed", "v1-padded", "v1-packed"])
-def case(request: pytest.FixtureRequest) -> tuple[str, CDEEncoder, dict[str, torch.Tensor], Path]:
+def case(request: pytest.FixtureRequest) -> Case:
     """Each model through both batch layouts (``attention="padded"`` and ``"packed"``)."""
     version, attention = request.param.split("-")
     folder = V2_TINY if version == "v2" else V1_TINY
-    options = {"nomic_rotary_mode": "repo_hf"} if version == "v1" else {}
+    options: dict[str, Any] = {"nomic_rotary_mode": "repo_hf"} if version == "v1" else {}
     encoder = CDEEncoder.from_pretrained(
         folder, device="cpu", max_length=40, attention=attention, **options
     )
@@ -40,14 +44,14 @@ def _ids(encoder: CDEEncoder, texts: list[str], g: dict[str, torch.Tensor], key:
         assert int(gold_mask[row].sum()) == len(tokens)
 
 
-def test_tokenizer_reproduces_golden_ids(case: tuple) -> None:
+def test_tokenizer_reproduces_golden_ids(case: Case) -> None:
     _, encoder, g, folder = case
     texts = fixture_texts(folder)
     for key in ("minicorpus", "extra_docs", "docs", "queries"):
         _ids(encoder, texts[key], g, key)
 
 
-def test_first_stage_matches(case: tuple) -> None:
+def test_first_stage_matches(case: Case) -> None:
     _, encoder, g, _ = case
     stage1 = encoder.model.first_stage_model
     ids, mask = g["minicorpus.input_ids"], g["minicorpus.attention_mask"]
@@ -64,7 +68,7 @@ def test_first_stage_matches(case: tuple) -> None:
     assert_close(dataset, g["dataset_embeddings"], rtol=0, atol=EMB_ATOL)
 
 
-def test_first_stage_is_batch_invariant(case: tuple) -> None:
+def test_first_stage_is_batch_invariant(case: Case) -> None:
     _, encoder, g, _ = case
     stage1 = encoder.model.first_stage_model
     ids, mask = g["minicorpus.input_ids"], g["minicorpus.attention_mask"]
@@ -73,7 +77,7 @@ def test_first_stage_is_batch_invariant(case: tuple) -> None:
     assert_close(halves, g["dataset_embeddings"], rtol=0, atol=EMB_ATOL)
 
 
-def test_soft_prompt_matches(case: tuple) -> None:
+def test_soft_prompt_matches(case: Case) -> None:
     _, encoder, g, _ = case
     with torch.inference_mode():
         prompt = encoder.model.second_stage_model.soft_prompt()
@@ -81,7 +85,7 @@ def test_soft_prompt_matches(case: tuple) -> None:
 
 
 @pytest.mark.parametrize("key", ["docs", "queries"])
-def test_second_stage_matches(case: tuple, key: str) -> None:
+def test_second_stage_matches(case: Case, key: str) -> None:
     _, encoder, g, _ = case
     stage2 = encoder.model.second_stage_model
     ids, mask = g[f"{key}.input_ids"], g[f"{key}.attention_mask"]
@@ -96,7 +100,7 @@ def test_second_stage_matches(case: tuple, key: str) -> None:
     assert_close(out, g[f"{key}.embeddings"], rtol=0, atol=EMB_ATOL)
 
 
-def test_backbone_inputs_and_hidden_states_match(case: tuple) -> None:
+def test_backbone_inputs_and_hidden_states_match(case: Case) -> None:
     _, encoder, g, _ = case
     stage2 = encoder.model.second_stage_model
     ids, mask = g["docs.input_ids"], g["docs.attention_mask"]
@@ -113,7 +117,7 @@ def test_backbone_inputs_and_hidden_states_match(case: tuple) -> None:
     assert_close(full[on], g["docs.backbone_last_hidden_state"][on], rtol=0, atol=HIDDEN_ATOL)
 
 
-def test_more_context_rows_keep_the_first(case: tuple) -> None:
+def test_more_context_rows_keep_the_first(case: Case) -> None:
     _, encoder, g, _ = case
     stage2 = encoder.model.second_stage_model
     ids, mask = g["docs.input_ids"], g["docs.attention_mask"]
@@ -124,7 +128,7 @@ def test_more_context_rows_keep_the_first(case: tuple) -> None:
     assert_close(out3d, g["docs.embeddings"], rtol=0, atol=EMB_ATOL)
 
 
-def test_fewer_context_rows(case: tuple) -> None:
+def test_fewer_context_rows(case: Case) -> None:
     version, encoder, g, _ = case
     stage2 = encoder.model.second_stage_model
     ids, mask = g["docs.input_ids"], g["docs.attention_mask"]
@@ -138,7 +142,7 @@ def test_fewer_context_rows(case: tuple) -> None:
     assert_close(out, g["docs_fewer_context.embeddings"], rtol=0, atol=EMB_ATOL)
 
 
-def test_one_at_a_time_equals_batched(case: tuple) -> None:
+def test_one_at_a_time_equals_batched(case: Case) -> None:
     _, encoder, g, _ = case
     stage2 = encoder.model.second_stage_model
     ids, mask = g["docs.input_ids"], g["docs.attention_mask"]
@@ -151,7 +155,7 @@ def test_one_at_a_time_equals_batched(case: tuple) -> None:
     assert_close(torch.cat(rows), g["docs.embeddings"], rtol=0, atol=EMB_ATOL)
 
 
-def test_full_model_forward(case: tuple) -> None:
+def test_full_model_forward(case: Case) -> None:
     _, encoder, g, _ = case
     with torch.inference_mode():
         out = encoder.model(
@@ -163,7 +167,7 @@ def test_full_model_forward(case: tuple) -> None:
     assert_close(out, g["docs.embeddings"], rtol=0, atol=EMB_ATOL)
 
 
-def test_encoder_end_to_end_matches_golden(case: tuple) -> None:
+def test_encoder_end_to_end_matches_golden(case: Case) -> None:
     """Through the public API: build the context from text, embed docs and queries."""
     version, encoder, g, folder = case
     texts = fixture_texts(folder)

@@ -27,7 +27,7 @@ def test_count_tokens_counts_what_the_model_reads(v2_encoder_session: CDEEncoder
     ids, truncated = enc.tokenizer.encode(["search_document: " + long], enc.max_length)
     assert truncated == 1 and len(ids[0]) == enc.max_length
     with pytest.raises(InvalidInputError, match=r"texts must be a list of strings, got str"):
-        enc.count_tokens(text)  # type: ignore[arg-type]
+        enc.count_tokens(text)
     with pytest.raises(InvalidInputError, match="kind='passage'"):
         enc.count_tokens([text], kind="passage")  # type: ignore[arg-type]
 

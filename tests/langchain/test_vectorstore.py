@@ -177,6 +177,7 @@ def test_from_texts_creates_a_cde_collection(
     stored = read_context(client, "fitted")
     assert stored == v2_encoder_session.build_context(corpus_texts(), show_progress_bar=False)
     assert store.fingerprint == stored.fingerprint
+    assert store.embeddings is not None
     more = CDEQdrantVectorStore.from_documents(
         [Document(page_content="one more document about spices")],
         store.embeddings,

@@ -219,7 +219,9 @@ def test_exit_codes(
     client = QdrantClient(path=str(tmp_path / "cde_data"))
     physical = alias_target(client, "documents")
     assert physical is not None
-    record = dict(client.get_collection("documents").config.metadata[METADATA_KEY])
+    metadata = client.get_collection("documents").config.metadata
+    assert metadata is not None
+    record = dict(metadata[METADATA_KEY])
     record["tensor_b64"] = record["tensor_b64"][:-8]
     client.update_collection(physical, metadata={METADATA_KEY: record})
     client.create_collection(

@@ -156,7 +156,7 @@ def test_verify_usage(
 def test_cli_verify_module_imports_only_the_standard_library() -> None:
     tree = ast.parse(Path(cli_verify.__file__).read_text(encoding="utf-8"))
     top = {
-        (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
+        ((node.module or "") if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
         for node in tree.body
         if isinstance(node, ast.Import | ast.ImportFrom)
         for alias in node.names

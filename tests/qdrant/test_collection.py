@@ -56,6 +56,7 @@ def test_create_stores_the_decoded_context(
     params = info.config.params.vectors
     assert isinstance(params, models.VectorParams)
     assert (params.size, params.distance) == (64, models.Distance.COSINE)
+    assert info.config.metadata is not None
     assert info.config.metadata[METADATA_KEY]["fingerprint"] == v2_context.fingerprint
     assert alias_target(client, name) == f"{name}__cde_g1"
     assert read_context(client, name) == v2_context
@@ -114,6 +115,7 @@ def test_search_options(col: ContextualCollection) -> None:
 
 def test_points_from_another_context_are_not_returned(col: ContextualCollection) -> None:
     vector = col.client.retrieve(col.name, [point_id("d0")], with_vectors=True)[0].vector
+    assert isinstance(vector, list)
     foreign = point_id("foreign")
     col.client.upsert(
         col.name,
@@ -132,7 +134,7 @@ def test_delete_by_ids_and_filter(col: ContextualCollection) -> None:
     with pytest.raises(InvalidInputError, match="exactly one"):
         col.delete()
     with pytest.raises(InvalidInputError, match="single str"):
-        col.delete("d2")  # type: ignore[arg-type]
+        col.delete("d2")
     assert col.count() == 9
 
 

@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from qdrant_client import QdrantClient
@@ -263,7 +263,7 @@ def test_langchain_and_llamaindex_read_the_chunked_collection(
     client = QdrantClient(path=str(tmp_path / "cde_data"))
     try:
         points, _ = client.scroll("documents", limit=1, with_vectors=True, with_payload=True)
-        vector = list(points[0].vector)  # type: ignore[arg-type]
+        vector = cast("list[float]", points[0].vector)  # one dense vector
         text = (points[0].payload or {})["page_content"]
         lc = LCStore(client=client, collection_name="documents", embedding=FakeEmbeddings(size=64))
         doc, score = lc.similarity_search_with_score_by_vector(vector, k=1)[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,6 @@ from qdrant_client import QdrantClient, models
 from cde_rag import CDEEncoder, CorpusContext
 from cde_rag.errors import InvalidInputError
 from cde_rag_qdrant import ContextualCollection, StoreUnusableError, connect
-from cde_rag_qdrant import _qdrant_internals as internals
 from cde_rag_qdrant.cli import main
 from cde_rag_qdrant.names import check_collection_name
 from tests.conftest import V1_TINY, V2_TINY, corpus_texts
@@ -45,9 +45,9 @@ def test_read_only_qdrant_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     # Simulated: the suite may run as root, for whom every folder is writable.
     readonly = tmp_path / "ro"
     readonly.mkdir()
-    real = internals.os.access
+    real = os.access
     monkeypatch.setattr(
-        internals.os, "access", lambda p, mode: False if Path(p) == readonly else real(p, mode)
+        os, "access", lambda p, mode: False if Path(p) == readonly else real(p, mode)
     )
     with pytest.raises(StoreUnusableError, match=r"cannot be written .*read-only"):
         connect(readonly / "store")
@@ -116,7 +116,7 @@ def test_recontextualize_keeps_integer_point_ids(
         names = sorted(c.name for c in client.get_collections().collections)
         assert names == ["legacy__cde_g1"]  # no orphan left behind
         points, _ = client.scroll("legacy", limit=10)
-        assert sorted(p.id for p in points) == list(range(6))  # type: ignore[type-var]
+        assert sorted(p.id for p in points) == list(range(6))
         assert {p.id: p.payload["page_content"] for p in points} == dict(enumerate(TEXTS[:6]))  # type: ignore[index]
     finally:
         client.close()

@@ -101,7 +101,9 @@ def test_tampered_record_is_refused_and_nothing_written(
     name = "tamper"
     col = ContextualCollection.create(client, name, v2_encoder_session, corpus=["a b", "c d"])
     col.add(["one document", "another document"])
-    record = dict(client.get_collection(name).config.metadata[METADATA_KEY])
+    metadata = client.get_collection(name).config.metadata
+    assert metadata is not None
+    record = dict(metadata[METADATA_KEY])
     b64 = record["tensor_b64"]
     edit: dict[str, Any] = {
         "bytes": {"tensor_b64": _flip_one_byte(b64)},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -278,7 +278,7 @@ class _Shifting:
     """A document whose text changes between the plan and the write (a file being edited)."""
 
     id = "moving"
-    text_format = "text"
+    text_format: Literal["text", "markdown"] = "text"
     origin = "moving.txt"
 
     def __init__(self) -> None:

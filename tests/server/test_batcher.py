@@ -62,7 +62,7 @@ def test_requests_queued_while_busy_share_one_call_per_key() -> None:
     keys = [key for key, _ in fake.calls]
     assert keys == [("a", "query"), ("a", "query"), ("b", "query"), ("a", "document")]
     assert fake.calls[1][1] == ["t-1", "t-101", "t-2", "t-102", "t-3", "t-103"]
-    batches = batcher.metrics.batch_requests.collect()[0].samples
+    batches = next(iter(batcher.metrics.batch_requests.collect())).samples
     assert next(s.value for s in batches if s.name.endswith("_sum")) == 1 + 3 + 2 + 1
 
 
@@ -141,7 +141,12 @@ def test_cancelled_requests_are_skipped_and_calls_run_in_order() -> None:
     dropped = batcher.submit("k", ["t-1"], tokens=1)
     kept = batcher.submit("k", ["t-2"], tokens=1)
     order: list[str] = []
-    call = batcher.submit_call(lambda: order.append("call") or len(fake.calls))
+
+    def record_call() -> int:
+        order.append("call")
+        return len(fake.calls)
+
+    call = batcher.submit_call(record_call)
     assert dropped.cancel()
     fake.gate.set()
     assert _rows(kept) == [2.0]
