@@ -32,7 +32,7 @@ for extra in (ROOT, ROOT / "integrations"):
 
 from qdrant_client import QdrantClient, models  # noqa: E402
 
-from cde_rag_qdrant._store import is_local  # noqa: E402
+from cde_rag_qdrant._qdrant_internals import is_local  # noqa: E402
 from cde_rag_qdrant._upload import UploadOptions, make_points, upload_session  # noqa: E402
 from cde_rag_qdrant.options import CollectionOptions, search_params  # noqa: E402
 

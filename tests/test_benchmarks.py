@@ -58,9 +58,9 @@ def test_quantization_benchmark_quick(tmp_path: Path) -> None:
     for key in keys:
         entry = data[key]
         assert isinstance(entry, dict) and 0.0 <= entry["recall"] <= 1.0
-    assert data["none default"]["recall"] == 1.0  # type: ignore[index]
+    assert data["none default"]["recall"] == 1.0
     if data["local"]:  # local mode searches exactly, whatever the quantization
-        assert all(data[k]["recall"] == 1.0 for k in keys)  # type: ignore[index]
+        assert all(data[k]["recall"] == 1.0 for k in keys)
 
 
 @pytest.mark.slow

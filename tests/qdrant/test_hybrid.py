@@ -71,7 +71,7 @@ def test_hybrid_config_is_stored_and_survives_recontextualize(
     info = client.get_collection(name)
     sparse = (info.config.params.sparse_vectors or {})[SPARSE_VECTOR_NAME]
     assert sparse.modifier == models.Modifier.IDF  # Qdrant keeps the corpus statistics
-    assert info.config.metadata[SPARSE_METADATA_KEY]["vector_name"] == SPARSE_VECTOR_NAME
+    assert (info.config.metadata or {})[SPARSE_METADATA_KEY]["vector_name"] == SPARSE_VECTOR_NAME
     assert hybrid.info().options["hybrid"] is True
     hybrid.recontextualize(size=8)
     reopened = ContextualCollection.open(client, name, hybrid.encoder)

@@ -24,7 +24,7 @@ from cde_rag_qdrant.errors import RequestTooLargeError
 from tests.conftest import corpus_texts
 
 TEXTS = corpus_texts()
-NO_WAIT = {"backoff": 0.0, "backoff_max": 0.0}
+NO_WAIT: dict[str, Any] = {"backoff": 0.0, "backoff_max": 0.0}
 
 
 def http_error(status: int) -> UnexpectedResponse:
@@ -52,12 +52,12 @@ class FlakyClient:
     def upsert(self, collection_name: str, points: Any, wait: bool = True, **kw: Any) -> Any:
         self.upserts += 1
         self.request_sizes.append(request_bytes(points))
-        when, exc = self.plan.get(self.upserts, ("", None))  # type: ignore[arg-type]
-        if when == "before":
-            raise exc
+        planned = self.plan.get(self.upserts)
+        if planned is not None and planned[0] == "before":
+            raise planned[1]
         result = self.inner.upsert(collection_name, points=points, wait=wait, **kw)
-        if when == "after":
-            raise exc
+        if planned is not None and planned[0] == "after":
+            raise planned[1]
         return result
 
     def update_collection(self, collection_name: str, **kw: Any) -> Any:
