@@ -28,11 +28,16 @@ conditions (--conditions, comma-separated; the first is the reference of the tes
   context:PATH       a saved CorpusContext, e.g. built from another corpus
   baseline:MODEL     a sentence-transformers model, hub id or folder (extra: baseline)
   ...@bf16           the same in bfloat16 (default list: only where bf16 is native)
+  ...@hybrid         context conditions: the same cached vectors ranked in an in-memory
+                     hybrid Qdrant collection (dense + lexical sparse, RRF); @sparse: lexical
+  ...@int8, @binary  ranked in an int8/binary-quantized in-memory collection with rescoring
+                     (in-memory Qdrant searches exactly: results equal dense; see README)
   default: uniform,diverse,fallback,uniform@bf16
 
 examples:
   cde-rag eval ./scifact --model ./cde-small-v2
   cde-rag eval ./scifact --conditions uniform,fallback,baseline:./all-MiniLM-L6-v2 --json
+  cde-rag eval ./scifact --conditions uniform,uniform@hybrid,uniform@int8
   cde-rag eval ./scifact --collection scifact --qdrant-path ./cde_data   # an ingested corpus
 """
 

@@ -8,13 +8,12 @@ under some context and dtype, or a sentence-transformers baseline). All are rank
 - ``fallback``: the model's generic context (``CDEEncoder.fallback_context``);
 - ``context:PATH``: a saved ``CorpusContext`` (e.g. built from another corpus);
 - ``baseline:MODEL``: a sentence-transformers model (hub id or folder), no context;
-- modifier ``@bf16``: the same condition with the model in bfloat16 (context built in bf16 too).
-
-Extension point: dense vs hybrid search and quantized vs unquantized collections are further
-*retrieval* modifiers (``@hybrid``, ``@int8``, ...) that index the cached vectors of a condition
-into a Qdrant collection of that configuration instead of ranking by exact cosine; adding one
-means a new entry in :data:`MODIFIERS` and a retrieval function, the representation cache is
-reused as is.
+- modifier ``@bf16``: the same condition with the model in bfloat16 (context built in bf16 too);
+- retrieval modifiers ``@hybrid`` / ``@sparse`` and ``@int8`` / ``@binary`` (context conditions
+  only): the condition's cached vectors are indexed, with the corpus texts and the context, into
+  an in-memory Qdrant collection of that configuration (hybrid: dense + lexical sparse vector
+  fused by Qdrant's RRF; quantized: scalar/binary quantization, searched with rescoring) and
+  ranked by it instead of by exact cosine. The representation cache is reused as is.
 """
 
 from __future__ import annotations
@@ -29,7 +28,15 @@ from cde_rag.errors import InvalidInputError
 
 ContextSource = Literal["uniform", "diverse", "fallback", "file"]
 EvalDType = Literal["float32", "bfloat16"]
-MODIFIERS = {"bf16": "the model runs in bfloat16 (the context is built in bfloat16 too)"}
+SearchMode = Literal["dense", "sparse", "hybrid"]
+Quantization = Literal["int8", "binary"]
+MODIFIERS = {
+    "bf16": "the model runs in bfloat16 (the context is built in bfloat16 too)",
+    "hybrid": "ranked in a hybrid Qdrant collection (dense + lexical sparse, RRF fusion)",
+    "sparse": "ranked by the lexical sparse vector of a hybrid Qdrant collection only",
+    "int8": "ranked in an int8 scalar-quantized Qdrant collection, with rescoring",
+    "binary": "ranked in a binary-quantized Qdrant collection, with rescoring",
+}
 DEFAULT_CONDITIONS = ("uniform", "diverse", "fallback", "uniform@bf16")
 """Compared when none are named; the first is the reference of the significance tests."""
 
@@ -47,6 +54,8 @@ class ContextCondition:
         size: Context rows (default: the model's).
         native_only: Run bf16 only where the device has native bf16 units (the default list
             uses this so a CPU without them is not slowed down by emulation).
+        mode: ``"dense"``, or ``"hybrid"`` / ``"sparse"``: ranked by a Qdrant collection.
+        quantization: None, or ``"int8"`` / ``"binary"``: ranked by a quantized collection.
     """
 
     source: ContextSource
@@ -55,12 +64,28 @@ class ContextCondition:
     seed: int = 0
     size: int | None = None
     native_only: bool = False
+    mode: SearchMode = "dense"
+    quantization: Quantization | None = None
+
+    @property
+    def indexed(self) -> bool:
+        """Whether ranking goes through a Qdrant collection rather than exact cosine."""
+        return self.mode != "dense" or self.quantization is not None
 
     @property
     def name(self) -> str:
         """Label in tables, run files and the JSON report."""
         base = f"context:{self.path.stem}" if self.path is not None else self.source
-        return base + ("@bf16" if self.dtype == "bfloat16" else "")
+        mods = [
+            m
+            for m, on in (
+                ("bf16", self.dtype == "bfloat16"),
+                (self.mode, self.mode != "dense"),
+                (self.quantization, self.quantization is not None),
+            )
+            if on
+        ]
+        return base + "".join(f"@{m}" for m in mods)
 
     @property
     def description(self) -> str:
@@ -71,7 +96,12 @@ class ContextCondition:
             "fallback": "the model's generic fallback context",
             "file": f"saved context {self.path}",
         }[self.source]
-        return what + (", bfloat16" if self.dtype == "bfloat16" else "")
+        what += ", bfloat16" if self.dtype == "bfloat16" else ""
+        if self.mode != "dense":
+            what += f", {self.mode} search in Qdrant"
+        if self.quantization is not None:
+            what += f", {self.quantization}-quantized Qdrant collection (rescored)"
+        return what
 
 
 @dataclass(frozen=True)
@@ -128,18 +158,36 @@ def parse_condition(spec: str, *, seed: int = 0, size: int | None = None) -> Con
         known = ", ".join(f"@{m} ({why})" for m, why in MODIFIERS.items())
         msg = f"condition {spec!r}: unknown modifier {'@' + unknown[0]!r}; known: {known}"
         raise InvalidInputError(msg)
+    modes = [m for m in mods if m in ("hybrid", "sparse")]
+    quants = [m for m in mods if m in ("int8", "binary")]
+    if len(modes) > 1 or len(quants) > 1 or len(set(mods)) != len(mods):
+        msg = (
+            f"condition {spec!r}: conflicting or repeated modifiers; use at most one of "
+            "@hybrid/@sparse and one of @int8/@binary, each once (e.g. uniform@hybrid@int8)"
+        )
+        raise InvalidInputError(msg)
+    mode: SearchMode = "hybrid" if "hybrid" in modes else "sparse" if modes else "dense"
+    quant: Quantization | None = "int8" if "int8" in quants else "binary" if quants else None
     dtype: EvalDType = "bfloat16" if "bf16" in mods else "float32"
     if head.startswith("context:"):
         path = Path(head.removeprefix("context:"))
         if not path.is_file():
             msg = f"condition {spec!r}: no context file at {path}; save one with context.save(path)"
             raise InvalidInputError(msg)
-        return ContextCondition("file", path=path, dtype=dtype)
+        return ContextCondition("file", path=path, dtype=dtype, mode=mode, quantization=quant)
     if head in ("uniform", "diverse", "fallback"):
-        return ContextCondition(head, dtype=dtype, seed=seed, size=size)  # type: ignore[arg-type]
+        return ContextCondition(
+            head,  # type: ignore[arg-type]
+            dtype=dtype,
+            seed=seed,
+            size=size,
+            mode=mode,
+            quantization=quant,
+        )
     msg = (
         f"condition {spec!r}: unknown; expected uniform, diverse, fallback, context:PATH or "
-        "baseline:MODEL, optionally followed by @bf16"
+        "baseline:MODEL, optionally followed by modifiers (@bf16, @hybrid, @sparse, @int8, "
+        "@binary)"
     )
     raise InvalidInputError(msg)
 

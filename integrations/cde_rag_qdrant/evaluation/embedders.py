@@ -45,6 +45,8 @@ class ConditionVectors:
         cached: Which parts came from the cache (``documents``, ``queries``, ``context``).
         notes: Remarks for the report (emulated bf16, context provenance, ...).
         context_fingerprint: The context used (CDE conditions).
+        context: That context (CDE conditions; indexed retrieval stores it).
+        encoder: The encoder that made the vectors (CDE conditions).
     """
 
     documents: Vectors
@@ -52,6 +54,8 @@ class ConditionVectors:
     cached: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     context_fingerprint: str | None = None
+    context: CorpusContext | None = None
+    encoder: CDEEncoder | None = None
 
 
 def _cpu_has_native_bf16() -> bool:
@@ -245,7 +249,9 @@ class Representations:
         ]
         p = context.provenance
         notes.append(f"context {context.fingerprint[:12]}: {p.size} rows, strategy {p.strategy}")
-        return ConditionVectors(docs, queries, cached, notes, context.fingerprint)
+        return ConditionVectors(
+            docs, queries, cached, notes, context.fingerprint, context=context, encoder=encoder
+        )
 
     # -- baseline --------------------------------------------------------------------------
 

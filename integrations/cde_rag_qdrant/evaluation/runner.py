@@ -109,7 +109,9 @@ def evaluate(
     """Compare retrieval quality of several conditions on a BEIR-format data set.
 
     Each condition's documents and queries are embedded once (and cached), ranked by exact
-    cosine over the whole corpus, and scored with nDCG@10, Recall@10, Recall@100 and MRR@10;
+    cosine over the whole corpus (or, with ``@hybrid``/``@sparse``/``@int8``/``@binary``, by
+    an in-memory Qdrant collection of that configuration holding the same cached vectors),
+    and scored with nDCG@10, Recall@10, Recall@100 and MRR@10;
     every condition is tested against the first available one (paired randomization test).
 
     Args:
@@ -180,7 +182,12 @@ def evaluate(
             logger.warning("condition %s unavailable: %s", cond.name, exc)
             results.append(result)
             continue
-        run = exact_run(vectors.documents, vectors.queries, dataset.doc_ids, dataset.query_ids)
+        if isinstance(cond, ContextCondition) and cond.indexed:
+            from cde_rag_qdrant.evaluation.indexed import indexed_run
+
+            run = indexed_run(cond, vectors, dataset)
+        else:
+            run = exact_run(vectors.documents, vectors.queries, dataset.doc_ids, dataset.query_ids)
         _score(result, run, dataset, out)
         result.cached, result.notes = vectors.cached, vectors.notes
         result.seconds = time.perf_counter() - start
