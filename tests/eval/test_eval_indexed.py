@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from qdrant_client import QdrantClient, models
 
 from cde_rag import CDEEncoder, InvalidInputError
+from cde_rag_qdrant import ContextualCollection
+from cde_rag_qdrant.cli import main
 from cde_rag_qdrant.evaluation import ContextCondition, evaluate, parse_condition, read_trec_run
 from tests.conftest import V2_TINY
 from tests.eval.conftest import write_beir
@@ -89,3 +93,57 @@ def test_modifier_spellings(encoder: CDEEncoder, ident_data: Path) -> None:
         parse_condition("uniform@int8@binary")
     with pytest.raises(InvalidInputError, match="each once"):
         parse_condition("uniform@hybrid@hybrid")
+
+
+def test_cli_documents_and_runs_the_modifiers(
+    ident_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    help_text = capsys.readouterr().out
+    assert "@hybrid" in help_text and "@int8, @binary" in help_text
+    out = tmp_path / "cli-out"
+    args = ["eval", str(ident_data), "--model", str(V2_TINY), "--device", "cpu", "-q", "--json"]
+    code = main(
+        [*args, "--conditions", "uniform,uniform@hybrid,uniform@int8", "--output", str(out)]
+    )
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    names = [c["name"] for c in report["conditions"]]
+    assert names == ["uniform", "uniform@hybrid", "uniform@int8"]
+    assert (out / "idents.test.uniform@hybrid.trec").is_file()
+    assert (out / "idents.test.uniform@int8.trec").is_file()
+
+
+def test_collections_are_created_and_searched_as_the_modifiers_say(
+    ident_data: Path, encoder: CDEEncoder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[tuple[str, Any, Any]] = []
+    original = ContextualCollection.create.__func__  # type: ignore[attr-defined]
+
+    def spying(cls: type[ContextualCollection], *args: Any, **kwargs: Any) -> Any:
+        col = original(cls, *args, **kwargs)
+        shown = col.info().options
+        made.append((kwargs["context"].fingerprint, shown["quantization"], shown["hybrid"]))
+        return col
+
+    searched: list[Any] = []
+    real_query = QdrantClient.query_points
+
+    def spy_query(self: QdrantClient, *args: Any, **kwargs: Any) -> Any:
+        searched.append(kwargs.get("search_params"))
+        return real_query(self, *args, **kwargs)
+
+    monkeypatch.setattr(ContextualCollection, "create", classmethod(spying))
+    monkeypatch.setattr(QdrantClient, "query_points", spy_query)
+    specs = ["uniform@int8", "uniform@binary", "uniform@hybrid"]
+    report = evaluate(ident_data, encoder, conditions=specs, output_dir=tmp_path, chart=False)
+    notes = {n for c in report.conditions for n in c.notes if n.startswith("context ")}
+    assert len(notes) == 1 and len({m[0] for m in made}) == 1  # the condition's own context
+    assert next(iter(notes)).startswith(f"context {made[0][0][:12]}")
+    assert [m[1:] for m in made] == [("int8", False), ("binary", False), (None, True)]
+    rescored = models.SearchParams(
+        quantization=models.QuantizationSearchParams(rescore=True, oversampling=2.0)
+    )
+    n = len(QUERIES)
+    assert searched == [rescored] * (2 * n) + [None] * n  # hybrid: params live in the prefetch
