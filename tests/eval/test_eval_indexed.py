@@ -91,6 +91,8 @@ def test_modifier_spellings(encoder: CDEEncoder, ident_data: Path) -> None:
         parse_condition("uniform@hybrid@sparse")
     with pytest.raises(InvalidInputError, match="one of @int8/@binary"):
         parse_condition("uniform@int8@binary")
+    with pytest.raises(InvalidInputError, match="@hybrid applies to context conditions only"):
+        parse_condition("baseline:sentence-transformers/all-MiniLM-L6-v2@hybrid")
     with pytest.raises(InvalidInputError, match="each once"):
         parse_condition("uniform@hybrid@hybrid")
 

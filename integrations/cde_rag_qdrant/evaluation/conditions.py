@@ -151,6 +151,13 @@ def parse_condition(spec: str, *, seed: int = 0, size: int | None = None) -> Con
                 "baseline:sentence-transformers/all-MiniLM-L6-v2"
             )
             raise InvalidInputError(msg)
+        tail = model.rsplit("@", 1)[-1] if "@" in model else ""
+        if tail in MODIFIERS:
+            msg = (
+                f"condition {spec!r}: @{tail} applies to context conditions only (uniform, "
+                "diverse, fallback, context:PATH); a baseline is ranked by exact cosine"
+            )
+            raise InvalidInputError(msg)
         return BaselineCondition(model)
     head, *mods = text.split("@")
     unknown = [m for m in mods if m not in MODIFIERS]
