@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from qdrant_client import QdrantClient
+from qdrant_client import QdrantClient, models
 
 from cde_rag import CDEEncoder
 from cde_rag.errors import InvalidInputError
-from cde_rag_qdrant import CollectionNotFoundError, ContextualCollection, point_id
+from cde_rag_qdrant import CollectionNotFoundError, ContextualCollection
 from cde_rag_qdrant.server import ContextRegistry, ServerSettings, create_app
 from tests.conftest import corpus_texts
 
@@ -52,20 +52,30 @@ def test_documents_route_stores_what_embed_documents_computes(
         response = http.post("/collections/notes/documents", json={"documents": docs})
         assert response.status_code == 200, response.text
         body = response.json()
-        assert body["point_ids"] == [point_id("n1"), point_id("n2")]
+        assert body["documents"] == {"added": 2, "updated": 0, "unchanged": 0}
+        assert body["chunks"]["added"] == body["chunks"]["embedded"] == 2  # short: one chunk each
         assert body["points"] == 14 and body["fingerprint"] == col.fingerprint
         again = http.post("/collections/notes/documents", json={"documents": docs}).json()
-        assert again["points"] == 14  # deterministic ids: a re-run never duplicates
-        stored = client.retrieve("notes", body["point_ids"], with_vectors=True)
-        want = v2_encoder_session.embed_documents([TEXTS[12], TEXTS[13]], col.context)
-        got = np.array(
-            [p.vector for p in sorted(stored, key=lambda p: body["point_ids"].index(p.id))]
+        assert again["points"] == 14  # the same ingest as the CLI: a re-send changes nothing
+        assert again["documents"]["unchanged"] == 2 and again["chunks"]["embedded"] == 0
+        by_doc = models.Filter(
+            must=[
+                models.FieldCondition(
+                    key="metadata.document_id", match=models.MatchAny(any=["n1", "n2"])
+                )
+            ]
         )
-        assert np.abs(got - want).max() <= 1e-6
+        stored, _ = client.scroll(
+            "notes", scroll_filter=by_doc, with_vectors=True, with_payload=True
+        )
+        got = {(p.payload or {})["metadata"]["document_id"]: p.vector for p in stored}
+        want = v2_encoder_session.embed_documents([TEXTS[12], TEXTS[13]], col.context)
+        assert np.abs(np.array([got["n1"], got["n2"]]) - want).max() <= 1e-6
         hits = http.post(
             "/collections/notes/search", json={"query": TEXTS[13], "filter": {"topic": "b"}}
         ).json()["hits"]
-        assert [h["metadata"] for h in hits] == [{"topic": "b", "n": 2}]
+        assert len(hits) == 1 and hits[0]["metadata"]["document_id"] == "n2"
+        assert {k: hits[0]["metadata"][k] for k in ("topic", "n")} == {"topic": "b", "n": 2}
         flt = {"must": [{"key": "metadata.topic", "match": {"any": ["a", "b"]}}]}
         hits = http.post(
             "/collections/notes/search", json={"query": TEXTS[12], "limit": 5, "filter": flt}

@@ -28,23 +28,21 @@ if TYPE_CHECKING:
     from cde_rag_qdrant.server.batcher import Batcher
     from cde_rag_qdrant.server.registry import ContextRegistry, ModelEntry
     from cde_rag_qdrant.server.settings import ServerSettings
+    from cde_rag_qdrant.sync import SyncReport
 
 _FILTER_KEYS = {"must", "should", "must_not", "min_should"}
 
 
-def _upsert_documents(collection: ContextualCollection, docs: list[DocumentIn]) -> list[str]:
-    """Store ``docs`` in ``collection`` the way the CLI ingests them.
+def _upsert_documents(collection: ContextualCollection, docs: list[DocumentIn]) -> SyncReport:
+    """Store ``docs`` in ``collection`` the way ``cde-rag ingest`` does: chunk and sync.
 
-    The one place the documents route writes. It calls ``ContextualCollection.add`` for now;
-    when ``ContextualCollection.sync(documents)`` (chunking and incremental sync, shared with
-    ``cde-rag ingest``) lands, this switches to it; the request schema stays the same.
+    Each document is chunked to fit the model window; a re-sent unchanged document embeds
+    nothing, a changed one replaces its chunks (never pruned: other documents stay).
     """
-    return collection.add(
-        [d.text for d in docs],
-        ids=[d.id for d in docs],
-        metadatas=[d.metadata for d in docs],
-        show_progress_bar=False,
-    )
+    from cde_rag_qdrant.documents import Document
+
+    documents = [Document(d.id, d.text, dict(d.metadata)) for d in docs]
+    return collection.sync(documents, show_progress_bar=False)
 
 
 def parse_filter(given: dict[str, Any] | None) -> models.Filter | None:
@@ -126,12 +124,23 @@ def add_collection_routes(
 
         def run() -> DocumentsResponse:
             col = current(entry)
-            ids = _upsert_documents(col, body.documents)
+            r = _upsert_documents(col, body.documents)
+            documents = {
+                "added": r.documents_added,
+                "updated": r.documents_updated,
+                "unchanged": r.documents_unchanged,
+            }
+            chunks = {
+                "added": r.chunks_added,
+                "removed": r.chunks_removed,
+                "unchanged": r.chunks_unchanged,
+                "embedded": r.chunks_embedded,
+            }
             return DocumentsResponse(
                 collection=name,
                 fingerprint=col.fingerprint,
-                upserted=len(ids),
-                point_ids=ids,
+                documents=documents,
+                chunks=chunks,
                 points=col.count(),
             )
 

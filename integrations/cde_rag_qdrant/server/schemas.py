@@ -123,12 +123,12 @@ class DocumentsRequest(_Strict):
 
 
 class DocumentsResponse(BaseModel):
-    """What was stored."""
+    """What was stored: the sync report's document and chunk counts, and the point count."""
 
     collection: str
     fingerprint: str
-    upserted: int
-    point_ids: list[str]
+    documents: dict[str, int]
+    chunks: dict[str, int]
     points: int
 
 
