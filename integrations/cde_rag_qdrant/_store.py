@@ -26,7 +26,11 @@ from cde_rag_qdrant.errors import (
     QdrantUnavailableError,
 )
 from cde_rag_qdrant.options import CollectionOptions, options_of
-from cde_rag_qdrant.payload import FINGERPRINT_PAYLOAD_KEY, fingerprint_condition
+from cde_rag_qdrant.payload import (
+    CONTENT_PAYLOAD_KEY,
+    FINGERPRINT_PAYLOAD_KEY,
+    fingerprint_condition,
+)
 from cde_rag_qdrant.record import METADATA_KEY, ContextRecord
 from cde_rag_qdrant.results import CollectionSummary
 from cde_rag_qdrant.sparse import SparseEncoder
@@ -437,3 +441,42 @@ def read_sparse(client: QdrantClient, name: str) -> SparseEncoder | None:
         CollectionConfigError: An unreadable sparse encoder record.
     """
     return SparseEncoder.from_metadata(collection_info(client, name).config.metadata, name)
+
+
+def iter_points(
+    client: QdrantClient,
+    name: str,
+    *,
+    scroll_filter: models.Filter | None = None,
+    with_payload: bool | Sequence[str] = True,
+    page_size: int = 256,
+) -> Iterator[models.Record]:
+    """Every point of ``name`` matching ``scroll_filter`` (payload, no vectors), page by page.
+
+    ``with_payload`` may name the payload keys to read (``["metadata.document_id"]``).
+    """
+    payload: bool | models.PayloadSelectorInclude = (
+        with_payload
+        if isinstance(with_payload, bool)
+        else models.PayloadSelectorInclude(include=list(with_payload))
+    )
+    offset: models.ExtendedPointId | None = None
+    while True:
+        with qdrant_errors(client, f"read points of {name!r}"):
+            points, offset = client.scroll(
+                name,
+                scroll_filter=scroll_filter,
+                limit=page_size,
+                offset=offset,
+                with_payload=payload,
+                with_vectors=False,
+            )
+        yield from points
+        if offset is None:
+            return
+
+
+def point_text(point: models.Record) -> str | None:
+    """The ``page_content`` of a point, or None when it has no usable text."""
+    text = (point.payload or {}).get(CONTENT_PAYLOAD_KEY)
+    return text if isinstance(text, str) and text.strip() else None

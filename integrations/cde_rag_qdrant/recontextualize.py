@@ -109,30 +109,11 @@ def measure_drift(
     )
 
 
-def iter_points(
-    client: QdrantClient, name: str, *, page_size: int = 256
-) -> Iterator[models.Record]:
-    """Every point of a collection (payload, no vectors), page by page."""
-    offset: models.ExtendedPointId | None = None
-    while True:
-        with _store.qdrant_errors(client, f"read points of {name!r}"):
-            points, offset = client.scroll(
-                name, limit=page_size, offset=offset, with_payload=True, with_vectors=False
-            )
-        yield from points
-        if offset is None:
-            return
-
-
-def point_text(point: models.Record) -> str | None:
-    """The ``page_content`` of a point, or None when it has no usable text."""
-    text = (point.payload or {}).get(CONTENT_PAYLOAD_KEY)
-    return text if isinstance(text, str) and text.strip() else None
-
-
 def sample_texts(client: QdrantClient, name: str, *, sample: int, seed: int = 0) -> list[str]:
     """A seeded sample of up to ``sample`` texts of a collection (all when it has fewer)."""
-    texts = [t for t in (point_text(p) for p in iter_points(client, name)) if t is not None]
+    texts = [
+        t for t in (_store.point_text(p) for p in _store.iter_points(client, name)) if t is not None
+    ]
     if len(texts) <= sample:
         return texts
     return random.Random(seed).sample(texts, sample)
@@ -208,8 +189,8 @@ def rebuild(
     source = current or name
     texts: list[str] = []
     textless = 0
-    for point in iter_points(client, source):
-        text = point_text(point)
+    for point in _store.iter_points(client, source):
+        text = _store.point_text(point)
         if text is None:
             textless += 1
         else:
@@ -294,8 +275,8 @@ def _fill(
         ids: list[models.ExtendedPointId] = []  # int or UUID, as the source has them
         texts: list[str] = []
         payloads: list[dict[str, Any]] = []
-        for point in iter_points(client, source, page_size=batch_size):
-            text = point_text(point)
+        for point in _store.iter_points(client, source, page_size=batch_size):
+            text = _store.point_text(point)
             if text is None:
                 continue
             ids.append(point.id)

@@ -156,20 +156,13 @@ _State = dict[str, dict[str, tuple[set[str], int]]]
 def _scroll(
     col: ContextualCollection, flt: models.Filter, keys: list[str]
 ) -> Iterator[models.Record]:
-    offset: models.ExtendedPointId | None = None
-    while True:
-        with _store.qdrant_errors(col.client, f"read {col.name!r}"):
-            points, offset = col.client.scroll(
-                col.name,
-                scroll_filter=_in_scope(col, flt),
-                limit=_SCROLL_PAGE,
-                offset=offset,
-                with_payload=models.PayloadSelectorInclude(include=keys),
-                with_vectors=False,
-            )
-        yield from points
-        if offset is None:
-            return
+    return _store.iter_points(
+        col.client,
+        col.name,
+        scroll_filter=_in_scope(col, flt),
+        with_payload=keys,
+        page_size=_SCROLL_PAGE,
+    )
 
 
 def _no_doc_id() -> models.IsEmptyCondition:

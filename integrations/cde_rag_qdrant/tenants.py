@@ -38,7 +38,7 @@ from cde_rag_qdrant.errors import (
     CollectionExistsError,
     TenantContextMissingError,
 )
-from cde_rag_qdrant.payload import CONTENT_PAYLOAD_KEY, FINGERPRINT_PAYLOAD_KEY
+from cde_rag_qdrant.payload import FINGERPRINT_PAYLOAD_KEY
 from cde_rag_qdrant.record import ContextRecord
 from cde_rag_qdrant.sparse import SparseEncoder
 
@@ -230,20 +230,7 @@ def _tenant_points(
     client: QdrantClient, name: str, tenant: str, page_size: int = 256
 ) -> Iterator[models.Record]:
     flt = models.Filter(must=[tenant_condition(tenant)])
-    offset: models.ExtendedPointId | None = None
-    while True:
-        with _store.qdrant_errors(client, f"read points of {name!r}"):
-            points, offset = client.scroll(
-                name, scroll_filter=flt, limit=page_size, offset=offset, with_payload=True
-            )
-        yield from points
-        if offset is None:
-            return
-
-
-def _text(point: models.Record) -> str | None:
-    text = (point.payload or {}).get(CONTENT_PAYLOAD_KEY)
-    return text if isinstance(text, str) and text.strip() else None
+    return _store.iter_points(client, name, scroll_filter=flt, page_size=page_size)
 
 
 def recontextualize_tenant(
@@ -288,7 +275,9 @@ def recontextualize_tenant(
         context = pending.to_context(name)
         logger.warning("resuming the interrupted recontextualize of tenant %s", tenant)
     else:
-        texts = [t for t in (_text(p) for p in _tenant_points(client, name, tenant)) if t]
+        texts = [
+            t for t in (_store.point_text(p) for p in _tenant_points(client, name, tenant)) if t
+        ]
         if not texts:
             msg = f"tenant {tenant!r} of {name!r} holds no texts to build a context from."
             raise CollectionEmptyError(msg)
@@ -305,7 +294,7 @@ def recontextualize_tenant(
         payloads: list[dict[str, Any]] = []
         for point in _tenant_points(client, name, tenant, page_size=batch_size):
             payload = point.payload or {}
-            text = _text(point)
+            text = _store.point_text(point)
             if text is None or payload.get(FINGERPRINT_PAYLOAD_KEY) == context.fingerprint:
                 continue
             ids.append(point.id)
