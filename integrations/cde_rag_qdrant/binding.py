@@ -124,19 +124,7 @@ class BoundContext:
             raise InvalidInputError(msg)
         target = alias_target(client, collection_name) or collection_name
         record = _record(collection_info(client, collection_name), collection_name, tenant)
-        bound = cls(
-            record.to_context(collection_name),
-            record,
-            client=client,
-            collection_name=collection_name,
-            target=target,
-            on_stale=on_stale,
-            tenant=tenant,
-        )
-        logger.info(
-            "bound context %s of %r (-> %r)", bound.fingerprint[:12], collection_name, target
-        )
-        return bound
+        return cls._bind(record, client, collection_name, target, on_stale, tenant)
 
     @classmethod
     async def aopen(
@@ -151,6 +139,19 @@ class BoundContext:
         target = await _astore.alias_target(client, collection_name) or collection_name
         info = await _astore.collection_info(client, collection_name)
         record = _record(info, collection_name, tenant)
+        return cls._bind(record, client, collection_name, target, on_stale, tenant)
+
+    @classmethod
+    def _bind(
+        cls,
+        record: ContextRecord,
+        client: QdrantClient | AsyncQdrantClient,
+        collection_name: str,
+        target: str,
+        on_stale: StalePolicy,
+        tenant: str | None,
+    ) -> BoundContext:
+        """The binding of a validated ``record`` (decoded here, bit for bit)."""
         bound = cls(
             record.to_context(collection_name),
             record,
