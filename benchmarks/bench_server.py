@@ -2,18 +2,21 @@
 
 Starts `cde-rag serve` twice on loopback (one after the other, same machine, same settings but
 `--no-batching` the second time) with the tiny test model `tests/data/cde-reference/v2-tiny`
-and a context file, then lets N concurrent clients send R requests each (1-4 texts per request,
+and a context file, then lets N concurrent clients send R requests each (one text each unless
+`--texts-per-request` says otherwise;
 half the clients asking for `bench:query`, half for `bench:document`).
 
 Checks: every request answered 200 with one vector per text (nothing lost), and every vector
-equals `CDEEncoder.embed_queries/embed_documents` of its own texts (<= 1e-5: batch composition
-may move a float by ~1e-7), so no answer went to the wrong request. Prints texts/s, requests/s,
+equals `CDEEncoder.embed_queries/embed_documents` of its own texts on the server's device and
+dtype (<= 1e-5 in float32, where batch composition may move a float by ~1e-7; --atol sets it),
+so no answer went to the wrong request. Prints texts/s, requests/s,
 p50/p99 request latency for both servers and the throughput ratio (target >= 3x).
 
 Usage::
 
     python benchmarks/bench_server.py            # 64 clients x 20 requests
     python benchmarks/bench_server.py --quick    # 16 clients x 5 requests (smoke run)
+    python benchmarks/bench_server.py --device cuda --dtype auto   # server on a GPU
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ WORDS = [
 
 
 TEXTS_PER_REQUEST = [1]
+ATOL = [1e-5]
 WORDS_PER_TEXT = [4, 40]
 
 
@@ -174,7 +178,7 @@ def _check(
             continue
         diff = float(np.abs(got - want).max())
         worst = max(worst, diff)
-        wrong += diff > 1e-5
+        wrong += diff > ATOL[0]
     lat = np.asarray(run["latencies"], dtype=np.float64)
     n_texts = sum(len(v) for v in expected.values())
     elapsed = float(run["elapsed"])  # type: ignore[arg-type]
@@ -249,6 +253,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="server torch threads (1)")
     parser.add_argument("--device", default="cpu", help="server device: cpu (default) or cuda")
     parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="server compute dtype (default: float32; auto = bfloat16 on CUDA)",
+    )
+    parser.add_argument(
+        "--atol",
+        type=float,
+        default=None,
+        help="largest abs difference from the expected vector that counts as right (default: "
+        "1e-5 for float32, 2e-2 for half precision, where batch shapes move roundings)",
+    )
+    parser.add_argument(
         "--texts-per-request",
         type=int,
         nargs=2,
@@ -278,8 +295,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"command: {command}")
     print(f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cpus")
     print(f"model: {TINY.relative_to(REPO_ROOT)}; {clients} clients x {requests} requests")
-    encoder = CDEEncoder.from_pretrained(TINY, device="cpu")
-    context = encoder.build_context(corpus_texts(), show_progress_bar=False)
+    print(f"server: --device {args.device} --dtype {args.dtype}")
+    context = CDEEncoder.from_pretrained(TINY, device="cpu").build_context(
+        corpus_texts(), show_progress_bar=False
+    )
+    # The expected answers come from the same device and dtype as the server, one request per
+    # call: what the server must return whatever batch a request shared.
+    encoder = CDEEncoder.from_pretrained(TINY, device=args.device, dtype=args.dtype)
+    atol = args.atol if args.atol is not None else (1e-5 if args.dtype == "float32" else 2e-2)
+    ATOL[0] = atol
     expected: dict[tuple[int, int], np.ndarray] = {}
     for c in range(clients):
         embed = encoder.embed_queries if c % 2 == 0 else encoder.embed_documents
@@ -287,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             expected[c, r] = embed(_texts(c, r), context, show_progress_bar=False)
 
     results: dict[str, object] = {"command": command, "clients": clients, "requests": requests}
+    results.update(device=args.device, dtype=args.dtype, atol=atol)
     results["encoder_alone"] = _ceiling(encoder, context, clients)
     alone = results["encoder_alone"]
     assert isinstance(alone, dict)
@@ -298,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         context.save(Path(tmp) / "bench.safetensors")
         base = ["--context", "bench=bench.safetensors", "--model", str(TINY)]
-        base += ["--device", args.device]
+        base += ["--device", args.device, "--dtype", args.dtype]
         for label, extra in (("batching", []), ("no_batching", ["--no-batching"])):
             proc, url = _start(base + extra, Path(tmp), args.threads)
             try:

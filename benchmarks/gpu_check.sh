@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# GPU check (issue #16): the gpu-marked tests, the packed/parity tests under the GPU image's
-# torch, and benchmarks/bench_gpu.py at full size, in one command on a CUDA machine.
+# GPU check (issues #16, #14): the gpu-marked tests, the packed/parity tests under the GPU
+# image's torch, benchmarks/bench_gpu.py at full size, and benchmarks/bench_server.py with the
+# server on the GPU (float32 and the default bfloat16) and benchmarks/bench_ingest.py on the
+# GPU, in one command on a CUDA machine.
 #
 #   benchmarks/gpu_check.sh prepare   # once, on a machine with PyPI: downloads into .whl/ the
-#                                     # wheels cde-rag needs that the GPU image lacks (pydantic)
+#                                     # wheels cde-rag needs that the GPU image lacks
+#                                     # (pydantic, qdrant-client, fastapi, uvicorn, ...)
 #   benchmarks/gpu_check.sh           # on the GPU machine, from the repo root, .whl/ carried;
 #                                     # ~2-4 min on an H200. Logs and bench_gpu.json go to $OUT
 #                                     # (or ./gpu-check-out); exit status 0 only if all passed.
@@ -16,7 +19,10 @@ if [ "${1:-}" = "prepare" ]; then
     --implementation cp --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     --platform manylinux_2_28_x86_64 -d .whl \
     "pydantic==2.14.4" "pydantic-core==2.50.5" "annotated-types==0.8.0" \
-    "typing-inspection==0.4.5" "typing-extensions==4.16.0"
+    "typing-inspection==0.4.5" "typing-extensions==4.16.0" \
+    "qdrant-client==1.20.0" "tenacity==9.2.1" "snowballstemmer==3.1.1" \
+    "semantic-text-splitter==0.33.1" "h2==4.4.1" "hpack==4.2.0" "hyperframe==6.1.0" \
+    "fastapi==0.165.0" "starlette==1.10.0" "uvicorn==0.54.0" "opentelemetry-api==1.45.2"
   exit $?
 fi
 
@@ -50,5 +56,18 @@ python3 benchmarks/bench_gpu.py --device cuda --json "$out/bench_gpu.json" 2>&1 
   tee "$out/bench_gpu.log"
 bench=${PIPESTATUS[0]}
 
-echo "gpu_check: pytest exit $tests, bench_gpu exit $bench" | tee -a "$out/env.txt"
-[ "$tests" -eq 0 ] && [ "$bench" -eq 0 ]
+# Dynamic batching on the GPU: 64 clients x 20 one-text requests, batching on vs off.
+server=0
+for dtype in float32 auto; do
+  python3 benchmarks/bench_server.py --device cuda --dtype "$dtype" --threads 4 \
+    --json "$out/bench_server_$dtype.json" 2>&1 | tee -a "$out/bench_server.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || server=1
+done
+
+# Ingest into the embedded store with the encoder on the GPU (issue #4's ratio, now GPU-fed).
+python3 benchmarks/bench_ingest.py --device cuda --docs 4096 2>&1 | tee "$out/bench_ingest.log"
+ingest=${PIPESTATUS[0]}
+
+echo "gpu_check: pytest exit $tests, bench_gpu exit $bench, bench_server exit $server," \
+  "bench_ingest exit $ingest" | tee -a "$out/env.txt"
+[ "$tests" -eq 0 ] && [ "$bench" -eq 0 ] && [ "$server" -eq 0 ] && [ "$ingest" -eq 0 ]

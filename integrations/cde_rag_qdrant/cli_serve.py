@@ -92,6 +92,13 @@ def add_parser(sub: Any, epilog: str) -> argparse.ArgumentParser:
     )
     g.add_argument("--revision", default=None, help="hub revision to pin")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
+    g.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        default="auto",
+        help="compute dtype (default: auto = bfloat16 on CUDA GPUs that support it, else "
+        "float32); vectors are returned as float32 either way",
+    )
     where = g.add_mutually_exclusive_group()
     where.add_argument(
         "--qdrant-path",
@@ -260,7 +267,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         model = _model(args, client, files)
         logger.info("loading model %s", model)
-        encoder = CDEEncoder.from_pretrained(model, revision=args.revision, device=args.device)
+        encoder = CDEEncoder.from_pretrained(
+            model, revision=args.revision, device=args.device, dtype=args.dtype
+        )
         registry = ContextRegistry.load(
             encoder, client, collections=args.collection, contexts=files
         )

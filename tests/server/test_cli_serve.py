@@ -50,6 +50,7 @@ def test_help_does_not_import_the_server_stack() -> None:
         (["--qdrant-path", "nowhere"], 6, "no embedded Qdrant store"),
         (["--port", "70000"], 2, "0..65535"),
         (["--max-inputs", "0"], 2, "positive integer"),
+        (["--dtype", "float64"], 2, "invalid choice"),
     ],
 )
 def test_serve_refuses_bad_setups(
@@ -110,3 +111,30 @@ def test_compose_service_and_image_use_real_serve_flags() -> None:
     args = build_parser().parse_args(entrypoint[1:] + command)
     assert (args.host, args.port) == ("0.0.0.0", 8000)
     assert args.qdrant_url == "http://qdrant:6333" and args.model == "jxm/cde-small-v2"
+
+
+@pytest.mark.parametrize(("flag", "dtype"), [([], "auto"), (["--dtype", "bfloat16"], "bfloat16")])
+def test_serve_loads_the_model_in_the_dtype_asked(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    v2_encoder_session: CDEEncoder,
+    flag: list[str],
+    dtype: str,
+) -> None:
+    from cde_rag.errors import InvalidInputError
+
+    v2_encoder_session.build_context(corpus_texts(), show_progress_bar=False).save(
+        tmp_path / "kb.safetensors"
+    )
+    seen: dict[str, object] = {}
+
+    def record(cls: type[CDEEncoder], model: object, /, **options: object) -> CDEEncoder:
+        seen.update(options)
+        msg = "stop after loading"
+        raise InvalidInputError(msg)
+
+    monkeypatch.setattr(CDEEncoder, "from_pretrained", classmethod(record))
+    monkeypatch.chdir(tmp_path)
+    result = main(["serve", *MODEL, "--context", "kb=kb.safetensors", *flag, "--port", "0"])
+    assert result == 2
+    assert seen["dtype"] == dtype and seen["device"] == "cpu"
