@@ -78,7 +78,8 @@ def _start(args: list[str], cwd: Path, threads: int) -> tuple[subprocess.Popen[s
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env["OMP_NUM_THREADS"] = str(threads)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "integrations")])
+    paths = [str(REPO_ROOT), str(REPO_ROOT / "integrations"), os.environ.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     cmd = [sys.executable, "-m", "cde_rag_qdrant.cli", "serve", *args, "--port", "0", "-q"]
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
