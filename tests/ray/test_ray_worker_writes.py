@@ -25,13 +25,13 @@ from qdrant_client.models import ExtendedPointId
 from cde_rag import CDEEncoder, CorpusContext
 from cde_rag_qdrant import ContextualCollection, Document, worker_writes
 from cde_rag_qdrant import _pipeline as pipeline
-from cde_rag_qdrant._upload import UploadOptions, point_bytes
+from cde_rag_qdrant._upload import DEFERRED_KEY, UploadOptions, point_bytes
 from cde_rag_qdrant.errors import QdrantUnavailableError
 from cde_rag_qdrant.sparse import SPARSE_VECTOR_NAME as SPARSE
 from tests.qdrant.conftest import NO_SERVER, QDRANT_URL, cleanup
 from tests.qdrant.long_docs import LONG_DOCS
 from tests.ray.conftest import ENV
-from tests.ray.fake_qdrant import FakeQdrant
+from tests.ray.fake_qdrant import FakeQdrant, Upsert
 
 pytest.importorskip("ray", reason="ray is in the test group: pip install -e '.[ray]'")
 
@@ -211,15 +211,27 @@ def test_the_collection_upload_rules_apply_to_the_workers(
         point_bytes(models.PointStruct(id=k, vector=v, payload=p))
         for k, (p, v) in reference.items()
     ]  # the points as JSON, measured as the uploader measures them
-    limit = int(2.5 * max(sizes)) * 2  # budget (half of it) holds two points, never four
+    limit = int(2.5 * max(sizes)) * 2  # the budget (half) holds 2.5 of the largest points
     fake.refuse = 3  # the first three upserts get 503 Service Unavailable
-    col.upload_options = UploadOptions(max_request_bytes=limit, backoff=0.01, backoff_max=0.02)
+    col.upload_options = UploadOptions(
+        max_request_bytes=limit, backoff=0.01, backoff_max=0.02, defer_indexing=True
+    )
+    deferred: list[Any] = []
+
+    def note(upsert: Upsert) -> None:  # the driver defers indexing around the actors' writes
+        metadata = col.client.get_collection(col.name).config.metadata or {}
+        deferred.append(metadata.get(DEFERRED_KEY, {}).get("active"))
+
+    fake.on_upsert = note
     col.sync(_documents(), batch_size=BATCH, embedder=pool, show_progress_bar=False)
     assert fake.refused == 3  # retried by the actors' tenacity loop
     assert _points(col) == reference
     assert all(u.body_bytes <= limit // 2 for u in fake.upserts)  # split by size
     assert len(fake.upserts) > _requests(len(reference))
     assert sorted(i for u in fake.upserts for i in u.ids) == sorted(reference)
+    assert deferred and set(deferred) == {True}
+    restored = col.client.get_collection(col.name).config.metadata or {}
+    assert restored[DEFERRED_KEY]["active"] is False
 
 
 def test_a_server_that_stays_down_fails_the_sync_with_a_typed_error_and_deletes_nothing(
