@@ -16,9 +16,17 @@ from tqdm.auto import tqdm
 
 from cde_rag import CDEEncoder, CorpusContext
 from cde_rag.progress import progress_enabled
+from cde_rag_qdrant._qdrant_internals import describe
 from cde_rag_qdrant._testhooks import crash_point
-from cde_rag_qdrant._upload import Uploader, UploadOptions, make_points, upload_session
+from cde_rag_qdrant._upload import (
+    Uploader,
+    UploadOptions,
+    batched_points,
+    indexing_paused,
+    upload_session,
+)
 from cde_rag_qdrant.sparse import SparseEncoder
+from cde_rag_qdrant.worker_writes import WriteTarget, write_target
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +66,53 @@ class WindowEmbedder(Protocol):
     def imap(self, windows: Iterable[Sequence[str]]) -> Iterator[npt.NDArray[np.float32]]:
         """The vectors of each window, in the order the windows were given."""
         ...
+
+
+class WindowWriter(WindowEmbedder, Protocol):
+    """An embedder whose workers can also write their windows to a Qdrant server."""
+
+    worker_writes: bool
+    """Whether to let the workers write when the collection lives on a server."""
+
+    def imap_write(
+        self,
+        windows: Iterable[tuple[Sequence[Any], list[str], list[dict[str, Any]]]],
+        target: WriteTarget,
+    ) -> Iterator[int]:
+        """Embed and upsert each ``(ids, texts, payloads)`` window; yield counts in order."""
+        ...
+
+
+def _worker_writes(
+    embedder: WindowEmbedder, client: QdrantClient, collection_name: str, **target: Any
+) -> tuple[WindowWriter, WriteTarget] | None:
+    """The writer and target when workers should write (a server and a willing embedder)."""
+    if not getattr(embedder, "worker_writes", False) or not hasattr(embedder, "imap_write"):
+        return None
+    found = write_target(client, collection_name, **target)
+    return None if found is None else (embedder, found)  # type: ignore[return-value]
+
+
+def _written_by_workers(
+    windows: Iterator[PendingBatch], writer: WindowWriter, target: WriteTarget, bar: Any
+) -> int:
+    """Let the workers embed and write every window; count what they confirmed."""
+    pending: deque[PendingBatch] = deque()
+
+    def items() -> Iterator[tuple[Sequence[Any], list[str], list[dict[str, Any]]]]:
+        for window in windows:
+            pending.append(window)
+            yield list(window.ids), window.texts, window.payloads
+
+    written = 0
+    for count in writer.imap_write(items(), target):
+        window = pending.popleft()
+        if count != len(window.ids):  # pragma: no cover - a worker bug, never silent
+            msg = f"a worker wrote {count} of a window's {len(window.ids)} points"
+            raise RuntimeError(msg)
+        written += count
+        bar.update(count)
+    return written
 
 
 def _local_pairs(
@@ -121,7 +176,11 @@ def embed_and_upsert(
     thread); on a server, ``upload.parallel`` requests may be in flight on worker threads.
     The progress bar moves after every forward pass of the encoder, not per window.
     With ``embedder`` (e.g. :class:`cde_rag_ray.RayEmbedder`), the windows are embedded there
-    instead, several at once, and this thread stays the single writer.
+    instead, several at once. On a server, an embedder with ``worker_writes`` also writes:
+    each worker upserts the window it embedded (same points, same ``upload`` rules, see
+    :mod:`cde_rag_qdrant.worker_writes`) and returns only its count; this process keeps the
+    deferred indexing and the progress bar (per confirmed window) and returns once every
+    window is confirmed. With an embedded store this thread stays the single writer.
     Intermediate upserts use ``wait=False`` (acknowledged once in the server's WAL, applied
     in order); the last one waits, so the points are searchable when this returns. Requests
     go through :mod:`cde_rag_qdrant._upload` (size limit, retries, parallel streams, deferred
@@ -129,6 +188,21 @@ def embed_and_upsert(
     """
     show = progress_enabled(show_progress_bar)
     bar = tqdm(total=total, desc=desc, unit=unit, disable=not show, smoothing=0.1)
+    windows = _windows(batches, max(EMBED_WINDOW, batch_size))
+    upload = upload or UploadOptions()
+    if embedder is not None:
+        workers = _worker_writes(
+            embedder, client, collection_name, upload=upload, batch_size=batch_size, sparse=sparse
+        )
+        if workers is not None:
+            writer, target = workers
+            logger.info("the workers write their points to %s themselves", target.where)
+            try:
+                with indexing_paused(client, collection_name, upload, total=total):
+                    return _written_by_workers(windows, writer, target, bar)
+            finally:
+                bar.close()
+        logger.info("this process writes the points the workers embed (%s)", describe(client))
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cde-rag-embed")
 
     def embed(batch: PendingBatch) -> npt.NDArray[np.float32]:
@@ -146,7 +220,6 @@ def embed_and_upsert(
         logger.debug("upserted %d points into %s", len(points), collection_name)
 
     written = 0
-    windows = _windows(batches, max(EMBED_WINDOW, batch_size))
     pairs = (
         _local_pairs(windows, embed, pool)
         if embedder is None
@@ -156,20 +229,13 @@ def embed_and_upsert(
     try:
         with upload_session(client, collection_name, upload, total=total) as uploader:
             for window, vectors in pairs:
-                lexical = None if sparse is None else sparse.embed_documents(window.texts)
-                for start in range(0, len(window.ids), batch_size):
-                    stop = start + batch_size
+                for points in batched_points(
+                    window.ids, window.texts, vectors, window.payloads, sparse, batch_size
+                ):
                     if held is not None:
                         send(uploader, held, wait=False)
                         written += len(held)
-                    held = make_points(
-                        window.ids[start:stop],
-                        vectors[start:stop].tolist(),
-                        window.payloads[start:stop],
-                        None
-                        if sparse is None or lexical is None
-                        else (sparse.vector_name, lexical[start:stop]),
-                    )
+                    held = points
             if held is not None:
                 send(uploader, held, wait=True)
                 written += len(held)

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from qdrant_client import QdrantClient
 from qdrant_client.local.qdrant_local import QdrantLocal
@@ -117,3 +118,26 @@ def open_local(folder: str) -> QdrantClient:
             "Pass a writable folder as --qdrant-path."
         )
         raise StoreUnusableError(msg) from exc
+
+
+_LOCAL_ONLY_OPTIONS = frozenset({"location", "path", "force_disable_check_same_thread"})
+
+
+def server_options(client: QdrantClient) -> dict[str, Any] | None:
+    """Keyword arguments that make another ``QdrantClient`` for the same server; None if local.
+
+    qdrant-client keeps its constructor arguments (``url``/``host``, ``port``, ``api_key``,
+    ``timeout``, ``https``, ``prefix``, gRPC settings, headers) in ``_init_options``; with
+    these, a process elsewhere (a Ray worker) connects exactly as this client does.
+    """
+    if _local(client) is not None:
+        return None
+    stored: Any = getattr(client, "_init_options", None)
+    if isinstance(stored, dict) and (stored.get("url") or stored.get("host")):
+        return {k: v for k, v in stored.items() if k not in _LOCAL_ONLY_OPTIONS}
+    inner = client._client  # pragma: no cover - releases without _init_options
+    return {  # pragma: no cover
+        "url": getattr(inner, "rest_uri", None),
+        "api_key": getattr(inner, "_api_key", None),
+        "timeout": getattr(inner, "_timeout", None),
+    }

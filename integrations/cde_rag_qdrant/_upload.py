@@ -28,6 +28,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 from tenacity import (
@@ -44,6 +46,7 @@ from cde_rag.errors import InvalidInputError
 from cde_rag_qdrant._qdrant_internals import is_local
 from cde_rag_qdrant._store import qdrant_errors
 from cde_rag_qdrant.errors import RequestTooLargeError
+from cde_rag_qdrant.sparse import SparseEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -325,20 +328,31 @@ def upload_session(
         total: Points about to be written, when known (for ``defer_indexing=None``).
     """
     opts = options or UploadOptions()
-    defer = opts.defer_indexing
-    if defer is None:
-        defer = not is_local(client) and total is not None and total >= opts.defer_indexing_min
     uploader = Uploader(client, collection_name, opts)
     try:
-        if defer:
-            with deferred_indexing(client, collection_name, opts):
-                yield uploader
-                uploader.drain()
-        else:
+        with indexing_paused(client, collection_name, opts, total=total):
             yield uploader
             uploader.drain()
     finally:
         uploader.close()
+
+
+@contextmanager
+def indexing_paused(
+    client: QdrantClient, collection_name: str, options: UploadOptions, *, total: int | None
+) -> Iterator[None]:
+    """:func:`deferred_indexing` when ``options`` ask for it (on servers, for large loads).
+
+    Used by :func:`upload_session` and, when workers write (Ray), by the driver around them.
+    """
+    defer = options.defer_indexing
+    if defer is None:
+        defer = not is_local(client) and total is not None and total >= options.defer_indexing_min
+    if defer:
+        with deferred_indexing(client, collection_name, options):
+            yield
+    else:
+        yield
 
 
 def make_points(
@@ -358,3 +372,29 @@ def make_points(
         models.PointStruct(id=i, vector={"": list(v), name: s}, payload=p)
         for i, v, s, p in zip(ids, vectors, sparse_vectors, payloads, strict=True)
     ]
+
+
+def batched_points(
+    ids: Sequence[models.ExtendedPointId],
+    texts: Sequence[str],
+    vectors: npt.NDArray[np.float32],
+    payloads: Sequence[dict[str, Any]],
+    sparse: SparseEncoder | None,
+    batch_size: int,
+) -> Iterator[list[models.PointStruct]]:
+    """The points of one embedded window, ``batch_size`` per upsert (see :func:`make_points`).
+
+    The driver and a writing worker both build their points here, so either writes the same
+    points in the same requests; ``sparse`` adds the lexical vectors of ``texts``.
+    """
+    lexical = None if sparse is None else sparse.embed_documents(texts)
+    for start in range(0, len(ids), batch_size):
+        stop = start + batch_size
+        yield make_points(
+            ids[start:stop],
+            vectors[start:stop].tolist(),
+            payloads[start:stop],
+            None
+            if sparse is None or lexical is None
+            else (sparse.vector_name, lexical[start:stop]),
+        )

@@ -414,6 +414,7 @@ def _embedder(args: argparse.Namespace, col: ContextualCollection) -> Iterator[A
     if args.engine != "ray":
         yield None
         return
+    from cde_rag_qdrant._qdrant_internals import is_local
     from cde_rag_ray import ModelSpec, RayEmbedder, RayOptions
 
     model, revision = args.model_source
@@ -426,7 +427,8 @@ def _embedder(args: argparse.Namespace, col: ContextualCollection) -> Iterator[A
         cpus_per_actor=args.cpus_per_actor,
     )
     spec = ModelSpec(name, {"revision": revision} if revision else {})
-    _note(args, f"starting {options.actors} Ray actors (context {col.fingerprint[:12]})")
+    writes = "this process writes" if is_local(col.client) else "the actors write to the server"
+    _note(args, f"starting {options.actors} Ray actors (context {col.fingerprint[:12]}; {writes})")
     with RayEmbedder(spec, col.context, options, prefix=col.record.document_prefix) as pool:
         yield pool
 

@@ -51,7 +51,8 @@ def add_ingest_options(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=1,
         metavar="N",
-        help="upload requests in flight at once on a server (default: 1)",
+        help="upload requests in flight at once on a server, per Ray actor with --engine ray "
+        "(default: 1)",
     )
 
 

@@ -496,7 +496,9 @@ class ContextualCollection:
             batch_size: Points per upsert.
             show_progress_bar: Progress bars (default: when logging at INFO).
             embedder: Embed elsewhere, e.g. ``cde_rag_ray.RayEmbedder`` (same windows, same
-                vectors; this process stays the single writer). Default: this process.
+                vectors). On a server its actors also upsert the points they embedded (same
+                points, ``upload_options``); with an embedded store this process stays the
+                single writer. Default: this process.
 
         Returns:
             Counts of added, updated, unchanged and removed documents and chunks.

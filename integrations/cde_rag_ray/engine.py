@@ -7,8 +7,19 @@ order, so a caller can write them as if one process had embedded them. Each wind
 by one actor with the same call the single-process ingest makes, so the vectors are the same
 bits (on the same hardware and thread count).
 
+Where the points go: with a collection on a Qdrant server, ``ContextualCollection.sync`` (and
+``cde-rag ingest --engine ray --qdrant-url URL``) let the actors write (:meth:`RayEmbedder.
+imap_write`): each actor embeds its window and upserts the points itself with the collection's
+upload rules, and only counts come back, so the driver's bandwidth no longer bounds the job.
+The driver keeps the rest: it creates the collection and its context record, plans the sync,
+defers and restores indexing, moves the progress bar per confirmed window, and deletes old
+versions only after every new chunk was confirmed. With an embedded store (a folder or
+``:memory:``), or ``RayOptions(worker_writes=False)``, the actors return vectors and the driver
+is the single writer.
+
 Crashed actors are restarted by Ray (``max_restarts``) and their unfinished windows are retried
-(``max_task_retries``); windows are idempotent, so a retry changes nothing.
+(``max_task_retries``); windows are idempotent (deterministic point ids), so a retry changes
+nothing, even when the crashed actor had written part of its window.
 """
 
 from __future__ import annotations
@@ -16,16 +27,19 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from cde_rag import CorpusContext
-from cde_rag.errors import InvalidInputError, OptionalDependencyError
+from cde_rag.errors import CDERagError, InvalidInputError, OptionalDependencyError
 from cde_rag_ray.worker import EmbedWorker, ModelSpec
+
+if TYPE_CHECKING:
+    from cde_rag_qdrant.worker_writes import WriteTarget
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +52,11 @@ def import_ray() -> Any:
         msg = "Ray is not installed."
         raise OptionalDependencyError(msg, extra="ray") from exc
     return ray
+
+
+def _remote(method: str, *args: Any) -> Callable[[Any], Any]:
+    """A call of ``method(*args)`` on whichever actor it is handed (returns the object ref)."""
+    return lambda actor: getattr(actor, method).remote(*args)
 
 
 @dataclass(frozen=True)
@@ -53,6 +72,9 @@ class RayOptions:
         max_restarts: How often Ray restarts a crashed actor.
         max_task_retries: How often a window that was running on a crashed actor is retried.
         runtime_env: Ray runtime environment for the actors (``env_vars``, ``pip``, ...).
+        worker_writes: When the collection lives on a Qdrant server, the actors upsert their
+            own points (the server URL must be reachable from every node); False: the driver
+            writes everything. Embedded stores always have the driver write.
     """
 
     address: str | None = None
@@ -62,6 +84,7 @@ class RayOptions:
     max_restarts: int = 3
     max_task_retries: int = 3
     runtime_env: dict[str, Any] | None = None
+    worker_writes: bool = True
 
     def __post_init__(self) -> None:
         """Validate the sizes before anything starts."""
@@ -100,6 +123,7 @@ class RayEmbedder:
     ) -> None:
         """Start (or join) Ray and create the actors; see the class docstring."""
         self.options = options or RayOptions()
+        self.worker_writes = self.options.worker_writes
         self.ray = import_ray()
         if not self.ray.is_initialized():
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no telemetry unless asked
@@ -140,6 +164,33 @@ class RayEmbedder:
             self.ray.kill(actor)
         self.actors = []
 
+    def _dispatch(self, calls: Iterable[Callable[[Any], Any]]) -> Iterator[Any]:
+        """Run each call (actor -> object ref) on the actors in turn; results in order.
+
+        At most two calls per actor are in flight; ``calls`` is consumed lazily.
+        """
+        if not self.actors:
+            msg = "this RayEmbedder is closed; create a new one"
+            raise InvalidInputError(msg)
+        pending: deque[Any] = deque()
+        limit = 2 * len(self.actors)
+        for turn, call in enumerate(calls):
+            pending.append(call(self.actors[turn % len(self.actors)]))
+            if len(pending) >= limit:
+                yield self._get(pending.popleft())
+        while pending:
+            yield self._get(pending.popleft())
+
+    def _get(self, ref: Any) -> Any:
+        """The result of ``ref``; a cde-rag error raised in an actor is raised as itself."""
+        try:
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, CDERagError):
+                raise cause from exc
+            raise
+
     def imap(self, windows: Iterable[Sequence[str]]) -> Iterator[npt.NDArray[np.float32]]:
         """Vectors of each window, in the order given; at most two windows per actor in flight.
 
@@ -147,18 +198,29 @@ class RayEmbedder:
         each is embedded whole by one actor. The iterable is consumed lazily, so a long stream
         of windows never sits in memory at once.
         """
-        if not self.actors:
-            msg = "this RayEmbedder is closed; create a new one"
-            raise InvalidInputError(msg)
-        pending: deque[Any] = deque()
-        limit = 2 * len(self.actors)
-        for turn, window in enumerate(windows):
-            actor = self.actors[turn % len(self.actors)]
-            pending.append(actor.embed.remote(list(window)))
-            if len(pending) >= limit:
-                yield np.asarray(self.ray.get(pending.popleft()), dtype=np.float32)
-        while pending:
-            yield np.asarray(self.ray.get(pending.popleft()), dtype=np.float32)
+        calls = (_remote("embed", list(window)) for window in windows)
+        for vectors in self._dispatch(calls):
+            yield np.asarray(vectors, dtype=np.float32)
+
+    def imap_write(
+        self,
+        windows: Iterable[tuple[Sequence[Any], list[str], list[dict[str, Any]]]],
+        target: WriteTarget,
+    ) -> Iterator[int]:
+        """Embed each ``(ids, texts, payloads)`` window and let its actor upsert the points.
+
+        Scheduled as :meth:`imap`; yields the number of points each window's actor wrote (and
+        the server applied), in the order given. Each actor connects to ``target`` once, on
+        its first window.
+
+        Raises:
+            QdrantUnavailableError: An actor could not reach the server through every retry.
+            RequestTooLargeError: One point exceeds the request limit.
+        """
+        target_ref = self.ray.put(target)  # one copy; Ray hands each call the value
+        calls = (_remote("write", *window, target_ref) for window in windows)
+        for count in self._dispatch(calls):
+            yield int(count)
 
     def embed(self, texts: Sequence[str], *, window: int = 512) -> npt.NDArray[np.float32]:
         """All vectors of ``texts`` (split into windows of ``window`` texts), in input order."""

@@ -4,6 +4,13 @@ An actor receives the context as safetensors bytes through Ray's object store (o
 node, not per task), decodes it with full validation and refuses to start when its fingerprint
 is not the one the driver announced or the context was made by other weights. Every later call
 embeds with that decoded tensor, so all actors of a job use bit-identical dataset embeddings.
+
+:meth:`EmbedWorker.embed` returns the vectors to the driver. :meth:`EmbedWorker.write` (used
+when the collection lives on a Qdrant server) embeds a window and upserts its points itself
+through :class:`cde_rag_qdrant.worker_writes.PointWriter`: the points the driver would have
+built, sent with the collection's upload rules (batch size, request-size split, retries of
+transient failures, parallel streams) by a client the actor creates on its first write; only
+the count goes back to the driver.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,12 +28,19 @@ import numpy.typing as npt
 from cde_rag import CDEEncoder, CorpusContext
 from cde_rag.errors import ContextMismatchError
 
+if TYPE_CHECKING:
+    from cde_rag_qdrant.worker_writes import PointWriter, WriteTarget
+
 logger = logging.getLogger(__name__)
 
 CRASH_ENV = "CDE_RAG_TEST_RAY_CRASH"
 """Test hook: ``"<marker file>:<call number>"``. The first actor to reach that call number
 creates the marker and dies with ``os._exit`` (a hard crash, as a lost node would look); the
 marker makes it happen once per job, so Ray's restart and retry can be observed."""
+
+CRASH_WRITTEN_ENV = "CDE_RAG_TEST_RAY_CRASH_WRITTEN"
+"""Test hook, as :data:`CRASH_ENV` but in :meth:`EmbedWorker.write` after the first upsert of
+that call's window: the window is then partly stored when the actor dies."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +59,8 @@ class ModelSpec:
     threads: int | None = None
 
 
-def _maybe_crash(calls: int) -> None:
-    spec = os.environ.get(CRASH_ENV)
+def _maybe_crash(calls: int, env: str = CRASH_ENV) -> None:
+    spec = os.environ.get(env)
     if not spec:
         return
     marker, _, number = spec.rpartition(":")
@@ -57,12 +71,12 @@ def _maybe_crash(calls: int) -> None:
     except FileExistsError:
         return  # this job already crashed once
     os.close(fd)
-    logger.warning("test hook %s: killing this actor at call %d", CRASH_ENV, calls)
+    logger.warning("test hook %s: killing this actor at call %d", env, calls)
     os._exit(1)
 
 
 class EmbedWorker:
-    """One model and one validated context; embeds windows of texts (Ray actor body).
+    """One model and one validated context; embeds (and writes) windows (Ray actor body).
 
     Args:
         spec: How to load the model.
@@ -107,6 +121,7 @@ class EmbedWorker:
         self.context.check_compatible(self.encoder)
         self.prefix = prefix
         self.calls = 0
+        self._writer: PointWriter | None = None
 
     def fingerprint(self) -> str:
         """The fingerprint of the context this actor embeds with."""
@@ -119,6 +134,33 @@ class EmbedWorker:
         return self.encoder.embed_documents(
             list(texts), self.context, show_progress_bar=False, prefix=self.prefix
         )
+
+    def write(
+        self,
+        ids: Sequence[Any],
+        texts: Sequence[str],
+        payloads: Sequence[dict[str, Any]],
+        target: WriteTarget,
+    ) -> int:
+        """Embed one window and upsert its points to ``target``; returns the count written.
+
+        The first call (and the first with another target) creates this actor's Qdrant client;
+        later calls reuse it. Ids are deterministic, so a window retried after a crash rewrites
+        the same points.
+        """
+        from cde_rag_qdrant.worker_writes import PointWriter
+
+        vectors = self.embed(texts)
+        if self._writer is None or self._writer.target != target:
+            if self._writer is not None:
+                self._writer.close()
+            self._writer = PointWriter(target)
+        calls = self.calls
+
+        def sent(_: int) -> None:
+            _maybe_crash(calls, CRASH_WRITTEN_ENV)
+
+        return self._writer.write(ids, texts, vectors, payloads, on_sent=sent)
 
 
 def model_spec_for(encoder_path: str | Path, **options: Any) -> ModelSpec:

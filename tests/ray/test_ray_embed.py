@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +9,8 @@ import pytest
 
 from cde_rag import CDEEncoder, CorpusContext
 from cde_rag.errors import ContextMismatchError, InvalidInputError
-from tests.conftest import V2_TINY, corpus_texts
+from tests.conftest import corpus_texts
+from tests.ray.conftest import ENV
 
 ray = pytest.importorskip("ray", reason="ray is in the test group: pip install -e '.[ray]'")
 
@@ -19,30 +18,6 @@ from cde_rag_ray import ModelSpec, RayEmbedder, RayOptions, embed_dataset  # noq
 from cde_rag_ray.worker import CRASH_ENV  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.enable_socket]
-
-
-ROOT = Path(__file__).resolve().parents[2]
-# The workers import the packages from this checkout (an installed wheel needs nothing).
-ENV = {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "integrations")])}
-
-
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[None]:
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        _node_ip_address="127.0.0.1",  # loopback only
-        runtime_env={"env_vars": ENV},
-    )
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def spec() -> ModelSpec:
-    return ModelSpec(str(V2_TINY), {}, threads=1)
 
 
 def _texts() -> list[str]:

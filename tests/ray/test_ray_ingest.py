@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from qdrant_client import QdrantClient
 
 from tests.conftest import V2_TINY
-from tests.qdrant.conftest import CliRunner, cli_env
+from tests.qdrant.conftest import NO_SERVER, QDRANT_URL, CliRunner, cleanup, cli_env
 from tests.qdrant.long_docs import LONG_DOCS
 
 pytest.importorskip("ray", reason="ray is in the test group: pip install -e '.[ray]'")
@@ -58,9 +59,10 @@ def test_ray_ingest_equals_the_single_process_ingest_bit_for_bit(
     # the same context: the Ray run adopts the stored one by ingesting into a copy of the store
     ray = run_cli(
         "ingest", "docs", "--qdrant-path", "ray", "--engine", "ray", "--actors", "2",
-        *MODEL, timeout=600, env=_ray_env(),
+        *MODEL[:-1], timeout=600, env=_ray_env(),
     )  # fmt: skip
     assert ray.returncode == 0, ray.stderr[-3000:]
+    assert "this process writes" in ray.stderr  # an embedded store has one writer
     first, second = json.loads(local.stdout), json.loads(ray.stdout)
     assert first["fingerprint"] == second["fingerprint"]  # same chunks -> same context
     a, b = _points(tmp_path / "local"), _points(tmp_path / "ray")
@@ -103,3 +105,37 @@ def test_ray_options_are_checked_before_anything_is_created(
     assert bad.returncode == 2 and "--actors 0" in bad.stderr
     assert not (tmp_path / "cde_data").exists()
     assert os.environ.get(CRASH_ENV) is None
+
+
+@pytest.mark.server
+@pytest.mark.skipif(QDRANT_URL is None, reason=NO_SERVER)
+def test_ray_ingest_into_a_server_lets_the_actors_write_the_single_process_points(
+    tmp_path: Path, run_cli: CliRunner
+) -> None:
+    _folder(tmp_path)
+    local = run_cli("ingest", "docs", "--qdrant-path", "local", *MODEL)
+    assert local.returncode == 0, local.stderr
+    name = f"cdetest_{uuid.uuid4().hex[:10]}"
+    where = ["--qdrant-url", str(QDRANT_URL), "--collection", name]
+    client = QdrantClient(url=QDRANT_URL, api_key=os.environ.get("QDRANT_API_KEY"))
+    try:
+        ray = run_cli(
+            "ingest", "docs", *where, "--engine", "ray", "--parallel", "2", *MODEL[:-1],
+            timeout=600, env=_ray_env(),
+        )  # fmt: skip
+        assert ray.returncode == 0, ray.stderr[-3000:]
+        assert "the actors write to the server" in ray.stderr
+        a = _points(tmp_path / "local")
+        points, _ = client.scroll(name, limit=10_000, with_payload=True, with_vectors=True)
+        b = {str(p.id): (p.payload, p.vector) for p in points}
+        assert a.keys() == b.keys()
+        for key, (payload, vector) in a.items():
+            assert b[key][0] == payload
+            assert np.allclose(np.asarray(b[key][1]), np.asarray(vector), atol=1e-6)
+        again = run_cli(
+            "ingest", "docs", *where, "--engine", "ray", *MODEL, timeout=600, env=_ray_env()
+        )
+        assert json.loads(again.stdout)["chunks"]["embedded"] == 0  # resumable
+    finally:
+        cleanup(client, name)
+        client.close()
