@@ -9,6 +9,7 @@ real server run when ``QDRANT_URL`` is set.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import os
@@ -276,11 +277,15 @@ def test_an_actor_killed_mid_run_is_restarted_and_the_points_end_exactly_right(
     assert marker.exists(), "the kill hook never fired: nothing was tested"
     got = _points(col)
     assert got.keys() == reference.keys() and report.chunks_added == len(reference)
+    writes = collections.Counter(i for u in served.fake.upserts for i in u.ids)
     for key, (payload, vectors) in reference.items():
         assert got[key][0] == payload and got[key][1][SPARSE] == vectors[SPARSE]
-        # a window redone by the restarted actor process may differ in the last bit (seen
-        # here, 3e-8); test_ray_embed's crash test likewise compares only the other windows
-        assert np.allclose(got[key][1][""], vectors[""], rtol=0, atol=1e-7)
+        assert writes[key] >= 1
+        if writes[key] == 1:  # the restarted actor computes the very same bits
+            assert np.array_equal(got[key][1][""], vectors[""])
+        else:  # written twice: qdrant-client's local mode re-normalises an overwritten vector
+            # with another rounding (up to 3e-8 here, also without Ray); the actors' bits match
+            assert np.allclose(got[key][1][""], vectors[""], rtol=0, atol=1e-7)
     assert served.driver_upserts == 0
     pids = {u.pid for u in served.fake.upserts}
     assert len(pids) == 3  # two actors and the restarted one
