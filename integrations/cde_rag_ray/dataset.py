@@ -18,20 +18,19 @@ class _DatasetWorker(EmbedWorker):
     def __init__(
         self,
         spec: ModelSpec,
-        context_bytes: bytes | Any,
         fingerprint: str,
         prefix: str | None,
         device: str,
         column: str,
         output_column: str,
     ) -> None:
-        super().__init__(spec, context_bytes, fingerprint, prefix, device)
+        super().__init__(spec, None, fingerprint, prefix, device)
         self.column = column
         self.output_column = output_column
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, batch: dict[str, Any], context: list[Any]) -> dict[str, Any]:
         texts = [str(t) for t in batch[self.column]]
-        batch[self.output_column] = self.embed(texts)
+        batch[self.output_column] = self.embed(texts, context)
         batch["cde_context"] = np.array([self.fingerprint()] * len(texts), dtype=object)
         return batch
 
@@ -50,7 +49,8 @@ def embed_dataset(
     """Add document vectors to a Ray Dataset, every actor embedding with ``context``.
 
     Each actor loads the model once and receives the context by object reference (one copy in
-    the object store), checks its fingerprint and that it matches the model's weights.
+    the object store; fetched on the actor's first batch, again after a restart), checks its
+    fingerprint and that it matches the model's weights.
 
     Args:
         dataset: A ``ray.data.Dataset`` with a text column.
@@ -80,13 +80,13 @@ def embed_dataset(
         _DatasetWorker,
         fn_constructor_args=(
             spec,
-            context_ref,
             context.fingerprint,
             prefix,
             device,
             column,
             output_column,
         ),
+        fn_kwargs={"context": [context_ref]},  # boxed: fetched by an actor without a context
         batch_size=batch_size,
         batch_format="numpy",
         concurrency=opts.actors,

@@ -136,15 +136,17 @@ class RayEmbedder:
             max_task_retries=self.options.max_task_retries,
             runtime_env=self.options.runtime_env,
         )(EmbedWorker)
-        # Held for the pool's lifetime: a restarted actor fetches the bytes again.
+        # Held for the pool's lifetime and sent boxed with every call: an actor fetches the
+        # bytes when it holds no context (first call, first call after a restart).
         self._context_ref = self.ray.put(context.to_bytes())
+        self._box = [self._context_ref]
         self.fingerprint = context.fingerprint
         self.actors = [
-            remote.remote(spec, self._context_ref, context.fingerprint, prefix, device)
+            remote.remote(spec, None, context.fingerprint, prefix, device)
             for _ in range(self.options.actors)
         ]
         # Fail fast (and clearly) when an actor cannot load the model or refuses the context.
-        seen = self.ray.get([actor.fingerprint.remote() for actor in self.actors])
+        seen = self.ray.get([actor.load.remote(self._box) for actor in self.actors])
         if any(fp != context.fingerprint for fp in seen):  # pragma: no cover - checked in actor
             msg = "a Ray actor embeds with another context"
             raise RuntimeError(msg)
@@ -198,7 +200,7 @@ class RayEmbedder:
         each is embedded whole by one actor. The iterable is consumed lazily, so a long stream
         of windows never sits in memory at once.
         """
-        calls = (_remote("embed", list(window)) for window in windows)
+        calls = (_remote("embed", list(window), self._box) for window in windows)
         for vectors in self._dispatch(calls):
             yield np.asarray(vectors, dtype=np.float32)
 
@@ -218,7 +220,7 @@ class RayEmbedder:
             RequestTooLargeError: One point exceeds the request limit.
         """
         target_ref = self.ray.put(target)  # one copy; Ray hands each call the value
-        calls = (_remote("write", *window, target_ref) for window in windows)
+        calls = (_remote("write", *window, target_ref, self._box) for window in windows)
         for count in self._dispatch(calls):
             yield int(count)
 

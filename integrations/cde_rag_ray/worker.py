@@ -1,9 +1,15 @@
 """The work one Ray actor does: load the model once, check the shared context, embed (and write).
 
 An actor receives the context as safetensors bytes through Ray's object store (one copy per
-node, not per task), decodes it with full validation and refuses to start when its fingerprint
-is not the one the driver announced or the context was made by other weights. Every later call
-embeds with that decoded tensor, so all actors of a job use bit-identical dataset embeddings.
+node, not per task), decodes it with full validation and refuses it when its fingerprint is not
+the one the driver announced or the context was made by other weights. Every later call embeds
+with that decoded tensor, so all actors of a job use bit-identical dataset embeddings.
+
+The object reference travels with every call, boxed in a one-element list (Ray passes a nested
+reference on without fetching it), and an actor fetches the bytes only when it has no context
+yet: on its first call, and on the first call after Ray restarted it. The actor's constructor
+therefore takes nothing from the object store, so a restart never depends on an object that
+might be gone (and Ray has nothing to warn about).
 
 :meth:`EmbedWorker.embed` returns the vectors to the driver. :meth:`EmbedWorker.write` (used
 when the collection lives on a Qdrant server) embeds a window and upserts its points itself
@@ -26,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cde_rag import CDEEncoder, CorpusContext
-from cde_rag.errors import ContextMismatchError
+from cde_rag.errors import ContextMismatchError, InvalidInputError
 
 if TYPE_CHECKING:
     from cde_rag_qdrant.worker_writes import PointWriter, WriteTarget
@@ -80,59 +86,93 @@ class EmbedWorker:
 
     Args:
         spec: How to load the model.
-        context_bytes: ``CorpusContext.to_bytes()`` of the shared context (Ray resolves an
-            object reference passed here to the bytes).
+        context: The shared context as ``CorpusContext.to_bytes()``, an object reference to
+            those bytes, or a one-element list holding that reference (a "box"): decoded now;
+            or None: decoded from the box the first call brings.
         fingerprint: The fingerprint the driver announced; the decoded bytes must match it.
         prefix: The document prefix the collection records (None: the model's).
         device: ``"cpu"`` or ``"cuda"``.
 
     Raises:
         ContextMismatchError: The bytes decode to another fingerprint, or the context was made
-            by other weights than the model this actor loaded.
+            by other weights than the model this actor loaded (here or on the first call).
     """
 
     def __init__(
         self,
         spec: ModelSpec,
-        context_bytes: bytes | Any,
+        context: bytes | Any,
         fingerprint: str,
         prefix: str | None = None,
         device: str = "cpu",
     ) -> None:
-        """Load the model and check the context (see the class docstring)."""
+        """Load the model (and the context, when given); see the class docstring."""
         import torch
 
         if spec.threads is not None:
             torch.set_num_threads(spec.threads)
         options = {k: v for k, v in spec.options.items() if k != "device"}
         self.encoder = CDEEncoder.from_pretrained(spec.name_or_path, device=device, **options)
-        if not isinstance(context_bytes, bytes):  # Ray Data hands constructor refs unresolved
-            import ray
-
-            context_bytes = ray.get(context_bytes)
-        self.context = CorpusContext.from_bytes(context_bytes)
-        if self.context.fingerprint != fingerprint:
-            msg = (
-                f"the context this Ray actor received has fingerprint "
-                f"{self.context.fingerprint[:12]}, the driver announced {fingerprint[:12]}; "
-                "the object store returned other bytes: re-run the job"
-            )
-            raise ContextMismatchError(msg)
-        self.context.check_compatible(self.encoder)
+        self.announced = fingerprint
+        self.context: CorpusContext | None = None
+        if context is not None:
+            self._decode(context)
         self.prefix = prefix
         self.calls = 0
         self._writer: PointWriter | None = None
 
-    def fingerprint(self) -> str:
-        """The fingerprint of the context this actor embeds with."""
-        return self.context.fingerprint
+    def _decode(self, context: bytes | Any) -> CorpusContext:
+        if isinstance(context, list | tuple):  # a box: the reference itself
+            context = context[0]
+        if not isinstance(context, bytes):  # an object reference (Ray Data, boxes)
+            import ray
 
-    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """Document vectors of ``texts`` under the shared context (unit norm, float32)."""
+            context = ray.get(context)
+        decoded = CorpusContext.from_bytes(context)
+        if decoded.fingerprint != self.announced:
+            msg = (
+                f"the context this Ray actor received has fingerprint "
+                f"{decoded.fingerprint[:12]}, the driver announced {self.announced[:12]}; "
+                "the object store returned other bytes: re-run the job"
+            )
+            raise ContextMismatchError(msg)
+        decoded.check_compatible(self.encoder)
+        self.context = decoded
+        return decoded
+
+    def _context(self, box: Any | None) -> CorpusContext:
+        if self.context is not None:
+            return self.context
+        if box is None:
+            msg = (
+                "this Ray actor holds no context yet (a restarted actor starts without one); "
+                "pass the boxed context reference with the call, as RayEmbedder does"
+            )
+            raise InvalidInputError(msg)
+        return self._decode(box)
+
+    def load(self, context: Any | None = None) -> str:
+        """Decode ``context`` (a box) unless one is held; the held context's fingerprint."""
+        return self._context(context).fingerprint
+
+    def fingerprint(self) -> str:
+        """The fingerprint of the context this actor embeds with.
+
+        Raises:
+            InvalidInputError: No context was loaded yet.
+        """
+        return self._context(None).fingerprint
+
+    def embed(self, texts: Sequence[str], context: Any | None = None) -> npt.NDArray[np.float32]:
+        """Document vectors of ``texts`` under the shared context (unit norm, float32).
+
+        ``context`` is the boxed reference, decoded only when this actor holds no context.
+        """
         self.calls += 1
         _maybe_crash(self.calls)
+        held = self._context(context)
         return self.encoder.embed_documents(
-            list(texts), self.context, show_progress_bar=False, prefix=self.prefix
+            list(texts), held, show_progress_bar=False, prefix=self.prefix
         )
 
     def write(
@@ -141,6 +181,7 @@ class EmbedWorker:
         texts: Sequence[str],
         payloads: Sequence[dict[str, Any]],
         target: WriteTarget,
+        context: Any | None = None,
     ) -> int:
         """Embed one window and upsert its points to ``target``; returns the count written.
 
@@ -150,7 +191,7 @@ class EmbedWorker:
         """
         from cde_rag_qdrant.worker_writes import PointWriter
 
-        vectors = self.embed(texts)
+        vectors = self.embed(texts, context)
         if self._writer is None or self._writer.target != target:
             if self._writer is not None:
                 self._writer.close()

@@ -75,6 +75,25 @@ def test_a_crashed_actor_is_restarted_and_its_window_retried(
         assert np.array_equal(got[start : start + 16], window)
 
 
+def test_an_actor_without_a_context_takes_the_boxed_one_and_checks_it(
+    spec: ModelSpec, v2_encoder: CDEEncoder, v2_context: CorpusContext
+) -> None:
+    from cde_rag_ray.worker import EmbedWorker
+
+    texts = corpus_texts()[:4]
+    worker = EmbedWorker(spec, None, v2_context.fingerprint)  # as Ray restarts an actor
+    with pytest.raises(InvalidInputError, match="holds no context yet"):
+        worker.embed(texts)
+    got = worker.embed(texts, [v2_context.to_bytes()])
+    assert np.array_equal(
+        got, v2_encoder.embed_documents(texts, v2_context, show_progress_bar=False)
+    )
+    assert worker.fingerprint() == v2_context.fingerprint
+    other = EmbedWorker(spec, None, "0" * 64)
+    with pytest.raises(ContextMismatchError, match="driver announced 000000000000"):
+        other.load([v2_context.to_bytes()])
+
+
 def test_embed_dataset_adds_vectors_and_the_fingerprint(
     ray_local: None, spec: ModelSpec, v2_encoder: CDEEncoder, v2_context: CorpusContext
 ) -> None:
