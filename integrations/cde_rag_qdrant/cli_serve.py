@@ -126,6 +126,12 @@ def add_parser(sub: Any, epilog: str) -> argparse.ArgumentParser:
     b = parser.add_argument_group("batching and limits")
     b.add_argument("--no-batching", action="store_true", help="one encoder call per request")
     b.add_argument(
+        "--warmup",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run the model once before accepting requests (default: on GPUs, off on CPU)",
+    )
+    b.add_argument(
         "--max-batch-tokens",
         type=_positive,
         default=16384,
@@ -255,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         default_input_type=args.default_input_type,
         truncate=args.truncate,
+        warmup=args.warmup,
     )
     client = _open_store(args)
     if client is None and not files:

@@ -166,3 +166,43 @@ def test_registry_names_and_errors(
         ContextRegistry.load(enc, QdrantClient(":memory:"))
     with pytest.raises(InvalidInputError, match="max_inputs"):
         ServerSettings(max_inputs=0)
+
+
+@pytest.mark.parametrize(("warmup", "warmed"), [(None, False), (False, False), (True, True)])
+def test_warmup_runs_the_model_before_the_first_request(
+    store: tuple[QdrantClient, ContextualCollection],
+    v2_encoder_session: CDEEncoder,
+    monkeypatch: pytest.MonkeyPatch,
+    warmup: bool | None,
+    warmed: bool,
+) -> None:
+    from cde_rag_qdrant.server.app import WARMUP_TEXTS
+
+    client, _ = store
+    seen: list[tuple[str, int]] = []
+    for name in ("embed_queries", "embed_documents"):
+        original = getattr(v2_encoder_session, name)
+
+        def spy(
+            texts: list[str], *args: object, _n: str = name, _f: object = original, **kw: object
+        ) -> object:
+            seen.append((_n, len(texts)))
+            return _f(texts, *args, **kw)  # type: ignore[operator]
+
+        monkeypatch.setattr(v2_encoder_session, name, spy)
+    with _app(v2_encoder_session, client, warmup=warmup) as http:
+        # before any request: a query and a batch of documents when warming (None: CPU, off)
+        want = [("embed_queries", 1), ("embed_documents", WARMUP_TEXTS)] if warmed else []
+        assert seen == want
+        body = {"model": "notes:query", "input": "hi"}
+        assert http.post("/v1/embeddings", json=body).status_code == 200
+        assert seen == [*want, ("embed_queries", 1)]
+
+
+def test_serve_warmup_flag() -> None:
+    from cde_rag_qdrant.cli import build_parser
+
+    parse = build_parser().parse_args
+    assert parse(["serve"]).warmup is None
+    assert parse(["serve", "--warmup"]).warmup is True
+    assert parse(["serve", "--no-warmup"]).warmup is False

@@ -119,6 +119,30 @@ def _model_cards(registry: ContextRegistry, created: int, dim: int) -> ModelList
     return ModelList.model_validate({"data": cards})
 
 
+WARMUP_TEXTS = 32
+"""Documents in the warm-up call (a batch shape like the ones concurrent requests make)."""
+
+
+def _warm_up(encoder: CDEEncoder, registry: ContextRegistry, cfg: ServerSettings) -> None:
+    """Embed a query and a batch of documents once, before the first request.
+
+    The first calls on a GPU create library handles and workspaces and pick kernels (hundreds
+    of milliseconds); without this the first requests wait for that.
+    """
+    entry = next(iter(registry.entries.values()))
+    text = "warm-up: the first call on a device starts its libraries"
+    encoder.embed_queries(
+        [text], entry.context, prefix=entry.prefix("query"), show_progress_bar=False
+    )
+    encoder.embed_documents(
+        [text] * WARMUP_TEXTS,
+        entry.context,
+        prefix=entry.prefix("document"),
+        batch_size=cfg.forward_batch_size,
+        show_progress_bar=False,
+    )
+
+
 def create_app(  # noqa: C901 (one closure per route; splitting them apart hides the flow)
     encoder: CDEEncoder,
     registry: ContextRegistry,
@@ -170,6 +194,11 @@ def create_app(  # noqa: C901 (one closure per route; splitting them apart hides
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.info("serving %d contexts (batching %s)", len(registry), cfg.batching)
+        warm = cfg.warmup if cfg.warmup is not None else encoder.device.type != "cpu"
+        if warm and registry.entries:
+            started = time.perf_counter()
+            await batcher.call(lambda: _warm_up(encoder, registry, cfg))
+            logger.info("model warmed up in %.1f s", time.perf_counter() - started)
         yield
         logger.info("shutting down: finishing %d queued requests", batcher.pending)
         await run_in_threadpool(batcher.close)

@@ -24,6 +24,9 @@ class ServerSettings:
         max_search_limit: Largest ``limit`` of a search.
         default_input_type: Input type when neither ``input_type`` nor a model suffix says.
         truncate: Cut inputs longer than the model's token window instead of refusing them.
+        warmup: Run the model once per input type before accepting requests, so the first
+            requests do not pay the device's one-time start-up (CUDA kernels, workspaces).
+            None: on GPUs and other accelerators, off on CPU (nothing to gain there).
     """
 
     api_keys: tuple[str, ...] = ()
@@ -37,6 +40,7 @@ class ServerSettings:
     max_search_limit: int = 1000
     default_input_type: InputType = "document"
     truncate: bool = False
+    warmup: bool | None = None
 
     def __post_init__(self) -> None:
         """Check the values.
