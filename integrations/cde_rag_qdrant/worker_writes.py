@@ -15,6 +15,7 @@ writes, as before.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from qdrant_client import QdrantClient, models
-from qdrant_client.http.exceptions import UnexpectedResponse
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from cde_rag_qdrant._qdrant_internals import server_options
 from cde_rag_qdrant._upload import TRANSIENT_STATUS, Uploader, UploadOptions, batched_points
@@ -82,7 +83,7 @@ def write_target(
 
 
 @contextmanager
-def _portable_errors(target: WriteTarget, n_points: int) -> Iterator[None]:
+def _portable_errors(target: WriteTarget, n_points: int, what: str = "") -> Iterator[None]:
     """Turn qdrant-client's HTTP errors into cde-rag errors that survive the trip to the driver.
 
     ``UnexpectedResponse`` cannot be rebuilt from a pickle (Ray would hand the driver an
@@ -91,7 +92,7 @@ def _portable_errors(target: WriteTarget, n_points: int) -> Iterator[None]:
     try:
         yield
     except UnexpectedResponse as exc:
-        what = f"a worker could not write {n_points} points to {target.where}"
+        what = what or f"a worker could not write {n_points} points to {target.where}"
         body = exc.content.decode("utf-8", "replace")[:300]
         status = exc.status_code
         if status is None or status in TRANSIENT_STATUS or status in (401, 403):
@@ -130,6 +131,37 @@ class PointWriter:
             self._uploader = Uploader(self._client, self.target.collection_name, self.target.upload)
             logger.info("worker writes to %s", self.target.where)
         return self._uploader
+
+    def check(self) -> None:
+        """Connect and ask the server for the collection once, before any window is embedded.
+
+        One request, no retries: a URL that this node cannot reach (``localhost`` seen from
+        another node, a firewall) or a refused API key is reported at once, not after a
+        window's retries.
+
+        Raises:
+            QdrantUnavailableError: The server cannot be reached from this node, or refused
+                the API key.
+            CollectionNotFoundError: The server has no such collection.
+        """
+        target = self.target
+        what = f"a Ray worker on {socket.gethostname()} could not check {target.where}"
+        try:
+            with _portable_errors(target, 0, what):
+                self._connect()
+                assert self._client is not None  # noqa: S101 (type narrowing): _connect made it
+                exists = self._client.collection_exists(target.collection_name)
+        except ResponseHandlingException as exc:
+            msg = (
+                f"a Ray worker on {socket.gethostname()} cannot reach the Qdrant server at "
+                f"{target.where}: {exc}. The URL must be reachable from every node (not "
+                "localhost): pass it as the nodes see it (--qdrant-url), or let the driver "
+                "write (RayOptions(worker_writes=False))."
+            )
+            raise QdrantUnavailableError(msg) from None
+        if not exists:
+            msg = f"the Qdrant server at {target.where} has no such collection."
+            raise CollectionNotFoundError(msg)
 
     def write(
         self,

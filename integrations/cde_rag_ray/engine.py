@@ -212,14 +212,20 @@ class RayEmbedder:
         """Embed each ``(ids, texts, payloads)`` window and let its actor upsert the points.
 
         Scheduled as :meth:`imap`; yields the number of points each window's actor wrote (and
-        the server applied), in the order given. Each actor connects to ``target`` once, on
-        its first window.
+        the server applied), in the order given. Each actor first connects to ``target`` and
+        checks the collection (one request, no retries), so a server some node cannot reach
+        fails before any window is embedded.
 
         Raises:
-            QdrantUnavailableError: An actor could not reach the server through every retry.
+            QdrantUnavailableError: An actor cannot reach the server (checked first), or could
+                not write through every retry.
+            CollectionNotFoundError: The server has no such collection.
             RequestTooLargeError: One point exceeds the request limit.
         """
         target_ref = self.ray.put(target)  # one copy; Ray hands each call the value
+        # Every actor connects once first: a URL some node cannot reach fails now, clearly.
+        for check in [actor.check_target.remote(target_ref) for actor in self.actors]:
+            self._get(check)
         calls = (_remote("write", *window, target_ref, self._box) for window in windows)
         for count in self._dispatch(calls):
             yield int(count)

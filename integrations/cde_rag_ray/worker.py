@@ -189,19 +189,32 @@ class EmbedWorker:
         later calls reuse it. Ids are deterministic, so a window retried after a crash rewrites
         the same points.
         """
-        from cde_rag_qdrant.worker_writes import PointWriter
-
         vectors = self.embed(texts, context)
-        if self._writer is None or self._writer.target != target:
-            if self._writer is not None:
-                self._writer.close()
-            self._writer = PointWriter(target)
+        writer = self._writer_for(target)
         calls = self.calls
 
         def sent(_: int) -> None:
             _maybe_crash(calls, CRASH_WRITTEN_ENV)
 
-        return self._writer.write(ids, texts, vectors, payloads, on_sent=sent)
+        return writer.write(ids, texts, vectors, payloads, on_sent=sent)
+
+    def _writer_for(self, target: WriteTarget) -> PointWriter:
+        from cde_rag_qdrant.worker_writes import PointWriter
+
+        if self._writer is None or self._writer.target != target:
+            if self._writer is not None:
+                self._writer.close()
+            self._writer = PointWriter(target)
+        return self._writer
+
+    def check_target(self, target: WriteTarget) -> None:
+        """Connect to ``target`` and check its collection before any window (no retries).
+
+        Raises:
+            QdrantUnavailableError: This node cannot reach the server, or the key is refused.
+            CollectionNotFoundError: The server has no such collection.
+        """
+        self._writer_for(target).check()
 
 
 def model_spec_for(encoder_path: str | Path, **options: Any) -> ModelSpec:

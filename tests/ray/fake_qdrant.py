@@ -1,7 +1,8 @@
 """A tiny Qdrant REST endpoint for tests: upserts land in an embedded client of the test.
 
-It answers the two requests a ``QdrantClient(url=...)`` makes to upsert points: ``GET /``
-(the version check) and ``PUT /collections/{name}/points``. The body is parsed with
+It answers the requests a ``QdrantClient(url=...)`` makes to check a collection and upsert
+points: ``GET /`` (the version check), ``GET /collections/{name}/exists`` and
+``PUT /collections/{name}/points``. The body is parsed with
 qdrant-client's own model (``models.PointsList``) and forwarded into the embedded client the
 test's driver uses, so a test reads what the workers wrote with the driver's client. Each
 upsert is recorded with its size, its ``wait`` flag and the process that sent it (from the
@@ -25,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 from qdrant_client import QdrantClient, models
 
 _POINTS = re.compile(r"^/collections/([^/]+)/points$")
+_EXISTS = re.compile(r"^/collections/([^/]+)/exists$")
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class FakeQdrant:
         on_upsert: Callable[[Upsert], None] | None = None,
     ) -> None:
         self._upsert = store.upsert  # bound now: a test may spy on the driver's store.upsert
+        self._exists = store.collection_exists
         self.refuse = refuse
         self.refused = 0
         self.on_upsert = on_upsert
@@ -154,9 +157,14 @@ class FakeQdrant:
                 self.wfile.write(raw)
 
             def do_GET(self) -> None:
-                if urlsplit(self.path).path == "/":
+                path = urlsplit(self.path).path
+                exists = _EXISTS.match(path)
+                if path == "/":
                     version = importlib.metadata.version("qdrant-client")  # compatible
                     self._reply(200, {"title": "qdrant (fake)", "version": version})
+                elif exists is not None:
+                    found = fake._exists(exists.group(1))
+                    self._reply(200, {"result": {"exists": found}, "status": "ok", "time": 0.0})
                 else:
                     fake.unexpected.append(self.path)
                     self._reply(404, {"status": {"error": "not in the fake"}, "time": 0.0})

@@ -13,6 +13,7 @@ import collections
 import logging
 import math
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,7 @@ from cde_rag import CDEEncoder, CorpusContext
 from cde_rag_qdrant import ContextualCollection, Document, worker_writes
 from cde_rag_qdrant import _pipeline as pipeline
 from cde_rag_qdrant._upload import DEFERRED_KEY, UploadOptions, point_bytes
-from cde_rag_qdrant.errors import QdrantUnavailableError
+from cde_rag_qdrant.errors import CollectionNotFoundError, QdrantUnavailableError
 from cde_rag_qdrant.sparse import SPARSE_VECTOR_NAME as SPARSE
 from tests.qdrant.conftest import NO_SERVER, QDRANT_URL, cleanup
 from tests.qdrant.long_docs import LONG_DOCS
@@ -348,3 +349,41 @@ def test_on_a_real_server_the_workers_write_the_single_process_points(
     finally:
         cleanup(client, name)
         client.close()
+
+
+def test_a_server_the_workers_cannot_reach_fails_before_any_window(
+    pool: RayEmbedder,
+    v2_encoder: CDEEncoder,
+    v2_context: CorpusContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    col = _collection(v2_encoder, v2_context)
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    options = {"url": f"http://127.0.0.1:{port}", "timeout": 5}
+    monkeypatch.setattr(
+        worker_writes, "server_options", lambda c: options if c is col.client else None
+    )
+    # the actors' first request (no retries), not a window's upserts after every retry
+    with pytest.raises(QdrantUnavailableError, match=r"cannot reach .* every node") as info:
+        col.sync(_documents(), batch_size=BATCH, embedder=pool, show_progress_bar=False)
+    assert "could not write" not in str(info.value)
+    assert col.client.count(col.name).count == 0
+
+
+def test_a_server_without_the_collection_fails_before_any_window(
+    pool: RayEmbedder,
+    v2_encoder: CDEEncoder,
+    v2_context: CorpusContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    col = _collection(v2_encoder, v2_context)
+    with FakeQdrant(QdrantClient(":memory:")) as other:  # a server that lacks the collection
+        options = {"url": other.url, "timeout": 60}
+        monkeypatch.setattr(
+            worker_writes, "server_options", lambda c: options if c is col.client else None
+        )
+        with pytest.raises(CollectionNotFoundError, match="has no such collection"):
+            col.sync(_documents(), batch_size=BATCH, embedder=pool, show_progress_bar=False)
+        assert other.upserts == [] and other.unexpected == []
