@@ -125,7 +125,8 @@ class RayEmbedder:
         self.options = options or RayOptions()
         self.worker_writes = self.options.worker_writes
         self.ray = import_ray()
-        if not self.ray.is_initialized():
+        self._owns_ray = not self.ray.is_initialized()
+        if self._owns_ray:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no telemetry unless asked
             self.ray.init(address=self.options.address, log_to_driver=False)
         device = "cuda" if self.options.gpus_per_actor > 0 else "cpu"
@@ -161,10 +162,16 @@ class RayEmbedder:
         self.close()
 
     def close(self) -> None:
-        """Kill the actors (the Ray instance stays up for the caller)."""
+        """Kill the actors; disconnect from Ray too when this pool was what connected.
+
+        A Ray instance the caller started (or joined) with ``ray.init`` stays up for it.
+        """
         for actor in self.actors:
             self.ray.kill(actor)
         self.actors = []
+        if self._owns_ray and self.ray.is_initialized():
+            self._owns_ray = False
+            self.ray.shutdown()
 
     def _dispatch(self, calls: Iterable[Callable[[Any], Any]]) -> Iterator[Any]:
         """Run each call (actor -> object ref) on the actors in turn; results in order.
