@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from cde_rag import CDEEncoder, CorpusContext
 from cde_rag.progress import progress_enabled
 from cde_rag_qdrant._qdrant_internals import describe
+from cde_rag_qdrant._store import point_text
 from cde_rag_qdrant._testhooks import crash_point
 from cde_rag_qdrant._upload import (
     Uploader,
@@ -25,6 +26,7 @@ from cde_rag_qdrant._upload import (
     indexing_paused,
     upload_session,
 )
+from cde_rag_qdrant.payload import FINGERPRINT_PAYLOAD_KEY
 from cde_rag_qdrant.sparse import SparseEncoder
 from cde_rag_qdrant.worker_writes import WriteTarget, write_target
 
@@ -42,6 +44,32 @@ class PendingBatch:
 
 EMBED_WINDOW = 512
 """Texts embedded per call: large enough for the encoder's length sorting to pay off."""
+
+
+def restamped_batches(
+    points: Iterable[models.Record], fingerprint: str, batch_size: int, *, skip_stamped: bool
+) -> Iterator[PendingBatch]:
+    """Stored points as batches to embed again: their text, their payload stamped anew.
+
+    Points without text are passed over; with ``skip_stamped``, so are points whose payload
+    already carries ``fingerprint`` (written by an interrupted earlier run).
+    """
+    ids: list[models.ExtendedPointId] = []  # int or UUID, as the source has them
+    texts: list[str] = []
+    payloads: list[dict[str, Any]] = []
+    for point in points:
+        payload = point.payload or {}
+        text = point_text(point)
+        if text is None or (skip_stamped and payload.get(FINGERPRINT_PAYLOAD_KEY) == fingerprint):
+            continue
+        ids.append(point.id)
+        texts.append(text)
+        payloads.append({**payload, FINGERPRINT_PAYLOAD_KEY: fingerprint})
+        if len(ids) == batch_size:
+            yield PendingBatch(ids, texts, payloads)
+            ids, texts, payloads = [], [], []
+    if ids:
+        yield PendingBatch(ids, texts, payloads)
 
 
 def _windows(batches: Iterable[PendingBatch], size: int) -> Iterator[PendingBatch]:

@@ -12,8 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +23,7 @@ from cde_rag.errors import ContextCorruptError, InvalidInputError
 from cde_rag.sampling import SamplingStrategy
 from cde_rag_qdrant import _store
 from cde_rag_qdrant._kill_points import AFTER_ALIAS_SWITCH, kill_point
-from cde_rag_qdrant._pipeline import PendingBatch, embed_and_upsert
+from cde_rag_qdrant._pipeline import embed_and_upsert, restamped_batches
 from cde_rag_qdrant._upload import UploadOptions
 from cde_rag_qdrant.errors import (
     CollectionConfigError,
@@ -33,7 +32,7 @@ from cde_rag_qdrant.errors import (
 )
 from cde_rag_qdrant.options import options_of
 from cde_rag_qdrant.orphans import RETIRE_KEY, drop_orphans
-from cde_rag_qdrant.payload import CONTENT_PAYLOAD_KEY, FINGERPRINT_PAYLOAD_KEY
+from cde_rag_qdrant.payload import CONTENT_PAYLOAD_KEY
 from cde_rag_qdrant.record import ContextRecord
 from cde_rag_qdrant.results import DriftReport
 from cde_rag_qdrant.sparse import SparseEncoder
@@ -270,30 +269,15 @@ def _fill(
     Raises:
         CollectionConfigError: ``target`` does not hold exactly the points written.
     """
-
-    def batches() -> Iterator[PendingBatch]:
-        ids: list[models.ExtendedPointId] = []  # int or UUID, as the source has them
-        texts: list[str] = []
-        payloads: list[dict[str, Any]] = []
-        for point in _store.iter_points(client, source, page_size=batch_size):
-            text = _store.point_text(point)
-            if text is None:
-                continue
-            ids.append(point.id)
-            texts.append(text)
-            payloads.append({**(point.payload or {}), FINGERPRINT_PAYLOAD_KEY: context.fingerprint})
-            if len(ids) == batch_size:
-                yield PendingBatch(ids, texts, payloads)
-                ids, texts, payloads = [], [], []
-        if ids:
-            yield PendingBatch(ids, texts, payloads)
+    points = _store.iter_points(client, source, page_size=batch_size)
+    batches = restamped_batches(points, context.fingerprint, batch_size, skip_stamped=False)
 
     written = embed_and_upsert(
         client,
         target,
         encoder,
         context,
-        batches(),
+        batches,
         document_prefix=encoder.document_prefix,
         batch_size=batch_size,
         total=total,

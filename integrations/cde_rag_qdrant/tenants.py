@@ -30,7 +30,7 @@ from cde_rag import CDEEncoder, CorpusContext
 from cde_rag.errors import ContextMismatchError, InvalidInputError
 from cde_rag.sampling import SamplingStrategy
 from cde_rag_qdrant import _store
-from cde_rag_qdrant._pipeline import PendingBatch, embed_and_upsert
+from cde_rag_qdrant._pipeline import embed_and_upsert, restamped_batches
 from cde_rag_qdrant._qdrant_internals import is_local
 from cde_rag_qdrant._upload import UploadOptions
 from cde_rag_qdrant.errors import (
@@ -38,7 +38,6 @@ from cde_rag_qdrant.errors import (
     CollectionExistsError,
     TenantContextMissingError,
 )
-from cde_rag_qdrant.payload import FINGERPRINT_PAYLOAD_KEY
 from cde_rag_qdrant.record import ContextRecord
 from cde_rag_qdrant.sparse import SparseEncoder
 
@@ -288,30 +287,15 @@ def recontextualize_tenant(
         with _store.qdrant_errors(client, f"update collection {name!r}"):
             client.update_collection(name, metadata=_record_meta(_NEXT_PREFIX + tenant, pending))
 
-    def batches() -> Iterator[PendingBatch]:
-        ids: list[models.ExtendedPointId] = []
-        texts: list[str] = []
-        payloads: list[dict[str, Any]] = []
-        for point in _tenant_points(client, name, tenant, page_size=batch_size):
-            payload = point.payload or {}
-            text = _store.point_text(point)
-            if text is None or payload.get(FINGERPRINT_PAYLOAD_KEY) == context.fingerprint:
-                continue
-            ids.append(point.id)
-            texts.append(text)
-            payloads.append({**payload, FINGERPRINT_PAYLOAD_KEY: context.fingerprint})
-            if len(ids) == batch_size:
-                yield PendingBatch(ids, texts, payloads)
-                ids, texts, payloads = [], [], []
-        if ids:
-            yield PendingBatch(ids, texts, payloads)
+    points = _tenant_points(client, name, tenant, page_size=batch_size)
+    batches = restamped_batches(points, context.fingerprint, batch_size, skip_stamped=True)
 
     written = embed_and_upsert(
         client,
         name,
         encoder,
         context,
-        batches(),
+        batches,
         document_prefix=pending.document_prefix,
         batch_size=batch_size,
         total=None,
