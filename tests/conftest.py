@@ -9,6 +9,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import copy
 import json
+import subprocess
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,28 @@ DATA = Path(__file__).parent / "data"
 FIXTURES = DATA / "cde-reference"
 V2_TINY = FIXTURES / "v2-tiny"
 V1_TINY = FIXTURES / "v1-tiny"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_example(
+    script: str,
+    *args: str,
+    cwd: Path,
+    timeout: float = 300,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``examples/SCRIPT ARGS`` as a user would: a fresh interpreter, offline, from ``cwd``.
+
+    The checkout's packages come first on ``PYTHONPATH`` (what an install gives); ``env``
+    (default: this process's environment) is the rest of the environment.
+    """
+    full = {**(os.environ if env is None else env), "HF_HUB_OFFLINE": "1"}
+    full["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "integrations")])
+    return subprocess.run(
+        [sys.executable, str(ROOT / "examples" / script), *args],
+        cwd=cwd, env=full, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
 
 # One thread: small tiny-model ops are fastest single-threaded, and a shared 2-core CI machine
 # does not thrash (1 vs 2 threads differ by <= 4.8e-7, far inside the test tolerances).

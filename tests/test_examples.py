@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import V2_TINY
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import V2_TINY, run_example
 
 
 def test_quickstart_example_runs_offline_from_any_directory(tmp_path: Path) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "integrations")])
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "quickstart.py"), "--model", str(V2_TINY)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    result = run_example("quickstart.py", "--model", str(V2_TINY), cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "with 16 rows from 8 docs" in result.stdout
     assert result.stdout.count("->") == 2

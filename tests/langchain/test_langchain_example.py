@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import V2_TINY
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import V2_TINY, run_example
 
 
 @pytest.mark.slow  # two fresh processes, each importing the frameworks
 def test_langchain_example_ingests_reopens_and_answers(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "integrations")]),
-    }
-    script = ROOT / "examples" / "langchain_rag.py"
-    command = [sys.executable, str(script), "--model", str(V2_TINY), "--device", "cpu"]
     for _ in range(2):  # a second run replaces the collection
-        done = subprocess.run(
-            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        done = run_example(
+            "langchain_rag.py", "--model", str(V2_TINY), "--device", "cpu", cwd=tmp_path
         )
         assert done.returncode == 0, done.stderr
     out = done.stdout

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import V2_TINY
-from tests.qdrant.conftest import REPO, cli_env
+from tests.conftest import V2_TINY, run_example
+from tests.qdrant.conftest import cli_env
 
 
 def test_qdrant_quickstart_runs(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "examples" / "qdrant_quickstart.py"), "--model", str(V2_TINY)],
-        cwd=tmp_path,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+    result = run_example(
+        "qdrant_quickstart.py", "--model", str(V2_TINY), cwd=tmp_path, timeout=180, env=cli_env()
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import V2_TINY
+from tests.conftest import V2_TINY, run_example
 from tests.ray.conftest import ENV
 
 pytest.importorskip("ray", reason="ray is in the test group: pip install -e '.[ray]'")
@@ -28,8 +28,11 @@ def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_ray_example_syncs_the_same_points_as_one_process(tmp_path: Path) -> None:
-    script = str(ROOT / "examples" / "ray_ingest.py")
-    result = _run([script, "--model", str(V2_TINY), "--cpus-per-actor", "0.5"], tmp_path)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    result = run_example(
+        "ray_ingest.py", "--model", str(V2_TINY), "--cpus-per-actor", "0.5", cwd=tmp_path,
+        timeout=600, env=env,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert "Ray: 2 actors embedded 6 chunks of 6 documents" in out

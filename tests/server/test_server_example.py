@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import V2_TINY
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import V2_TINY, run_example
 
 
 def test_server_example_serves_the_openai_client_search_and_upserts(tmp_path: Path) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "integrations")])
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "server_client.py"), "--model", str(V2_TINY)],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300, check=False,
-    )  # fmt: skip
+    result = run_example("server_client.py", "--model", str(V2_TINY), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert "models: kitchen, kitchen:query, kitchen:document" in out
