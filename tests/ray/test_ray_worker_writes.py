@@ -87,6 +87,15 @@ def _spy(
     monkeypatch.setattr(client, method, spy)
 
 
+def _treat_as_server(
+    monkeypatch: pytest.MonkeyPatch, store: QdrantClient, options: dict[str, Any]
+) -> None:
+    """Let the workers connect to ``options`` whenever the driver's client is ``store``."""
+    monkeypatch.setattr(
+        worker_writes, "server_options", lambda client: options if client is store else None
+    )
+
+
 @pytest.fixture(autouse=True)
 def small_windows(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pipeline, "EMBED_WINDOW", WINDOW)
@@ -133,11 +142,7 @@ def served(
     box = Served(col, fake)
     _spy(monkeypatch, store, "upsert", box.events)  # after FakeQdrant took the real method
     _spy(monkeypatch, store, "delete", box.events)
-    monkeypatch.setattr(
-        worker_writes,
-        "server_options",
-        lambda client: {"url": fake.url, "timeout": 60} if client is store else None,
-    )
+    _treat_as_server(monkeypatch, store, {"url": fake.url, "timeout": 60})
     with fake:
         yield box
 
@@ -362,9 +367,7 @@ def test_a_server_the_workers_cannot_reach_fails_before_any_window(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     options = {"url": f"http://127.0.0.1:{port}", "timeout": 5}
-    monkeypatch.setattr(
-        worker_writes, "server_options", lambda c: options if c is col.client else None
-    )
+    _treat_as_server(monkeypatch, col.client, options)
     # the actors' first request (no retries), not a window's upserts after every retry
     with pytest.raises(QdrantUnavailableError, match=r"cannot reach .* every node") as info:
         col.sync(_documents(), batch_size=BATCH, embedder=pool, show_progress_bar=False)
@@ -381,9 +384,7 @@ def test_a_server_without_the_collection_fails_before_any_window(
     col = _collection(v2_encoder, v2_context)
     with FakeQdrant(QdrantClient(":memory:")) as other:  # a server that lacks the collection
         options = {"url": other.url, "timeout": 60}
-        monkeypatch.setattr(
-            worker_writes, "server_options", lambda c: options if c is col.client else None
-        )
+        _treat_as_server(monkeypatch, col.client, options)
         with pytest.raises(CollectionNotFoundError, match="has no such collection"):
             col.sync(_documents(), batch_size=BATCH, embedder=pool, show_progress_bar=False)
         assert other.upserts == [] and other.unexpected == []
